@@ -1,0 +1,1 @@
+//! Use cases (stub; filled in next).

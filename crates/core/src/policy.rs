@@ -1,0 +1,1 @@
+//! Policy evaluation (stub; filled in next).

@@ -1,0 +1,267 @@
+//! Requests and decisions: the records the engine keeps, and the state machine they move
+//! through. Terminal states are final; every change bumps `version`, and stores apply a change
+//! only if the version they hold is the one the change was computed from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::ids::{Digest, RequestId};
+use crate::principal::Principal;
+use crate::time::Timestamp;
+
+/// Where a request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting for decisions.
+    Pending,
+    /// Every rule is met (or auto-approved); a grant may be obtained.
+    Approved,
+    /// Vetoed by an eligible approver.
+    Rejected,
+    /// Not decided within the gate's `pending_ttl`.
+    Expired,
+    /// Withdrawn by the requester.
+    Cancelled,
+    /// Approved, then revoked.
+    Revoked,
+}
+
+impl State {
+    /// Every state, in lifecycle order.
+    pub const ALL: [State; 6] = [
+        State::Pending,
+        State::Approved,
+        State::Rejected,
+        State::Expired,
+        State::Cancelled,
+        State::Revoked,
+    ];
+
+    /// The lowercase name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Rejected => "rejected",
+            State::Expired => "expired",
+            State::Cancelled => "cancelled",
+            State::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Option<State> {
+        State::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// True when no transition leaves this state.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            State::Rejected | State::Expired | State::Cancelled | State::Revoked
+        )
+    }
+
+    /// The transitions the state machine allows.
+    pub fn can_move_to(self, next: State) -> bool {
+        matches!(
+            (self, next),
+            (State::Pending, State::Approved)
+                | (State::Pending, State::Rejected)
+                | (State::Pending, State::Expired)
+                | (State::Pending, State::Cancelled)
+                | (State::Approved, State::Revoked)
+        )
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An approver's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Counts toward the rules the approver is eligible for.
+    Approve,
+    /// A veto (or a vote toward a rule's `reject_threshold`).
+    Reject,
+}
+
+impl Verdict {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Approve => "approve",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// How an approved request came to be approved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalPath {
+    /// Every rule met by distinct eligible approvers.
+    Quorum,
+    /// The gate's `auto_approve` condition held at creation.
+    AutoApproved,
+    /// The requester used break-glass.
+    BreakGlass,
+}
+
+/// One approver's decision on one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Who decided (claims dropped; identity, name, e-mail and groups kept).
+    pub approver: Principal,
+    /// Approve or reject.
+    pub verdict: Verdict,
+    /// The approver's comment.
+    pub comment: Option<String>,
+    /// The digest of what the approver saw; always equal to the request's.
+    pub digest: Digest,
+    /// When.
+    pub at: Timestamp,
+    /// The rules the approver was eligible for at that moment (by name).
+    pub eligible_rules: Vec<String>,
+}
+
+/// A request, with its decisions in the order they were made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// `req_…`.
+    pub id: RequestId,
+    /// The gate's name.
+    pub gate: String,
+    /// Validated parameters, canonical values.
+    pub params: BTreeMap<String, Value>,
+    /// Why, in the requester's words.
+    pub reason: Option<String>,
+    /// A ticket reference.
+    pub ticket: Option<String>,
+    /// Who asked, as verified when they asked.
+    pub requester: Principal,
+    /// The grant window asked for, in seconds.
+    pub duration_secs: i64,
+    /// SHA-256 of the canonical content (see [`content_digest`]).
+    pub digest: Digest,
+    /// Where it stands.
+    pub state: State,
+    /// How it was approved, once approved.
+    pub approval: Option<ApprovalPath>,
+    /// Bumped by every change.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it expires if still pending.
+    pub expires_at: Timestamp,
+    /// When it left `pending`.
+    pub decided_at: Option<Timestamp>,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+    /// Decisions, oldest first.
+    pub decisions: Vec<Decision>,
+}
+
+impl Request {
+    /// The decision `principal` made on this request, if any (same identity).
+    pub fn decision_of(&self, principal: &Principal) -> Option<&Decision> {
+        self.decisions
+            .iter()
+            .find(|d| d.approver.identity == principal.identity)
+    }
+
+    /// The value conditions see as `request`.
+    pub fn to_condition_value(&self) -> Value {
+        content_value(
+            &self.gate,
+            &self.params,
+            self.reason.as_deref(),
+            self.ticket.as_deref(),
+            self.duration_secs,
+            &self.requester,
+        )
+    }
+}
+
+/// What the content digest covers, and what conditions see as `request`: gate, parameters,
+/// reason, ticket, grant window and requester.
+pub fn content_value(
+    gate: &str,
+    params: &BTreeMap<String, Value>,
+    reason: Option<&str>,
+    ticket: Option<&str>,
+    duration_secs: i64,
+    requester: &Principal,
+) -> Value {
+    json!({
+        "gate": gate,
+        "params": params,
+        "reason": reason.unwrap_or_default(),
+        "ticket": ticket.unwrap_or_default(),
+        "duration_seconds": duration_secs,
+        "requester": requester.to_condition_value(),
+    })
+}
+
+/// The content digest: SHA-256 over the canonical JSON of gate, parameters, reason, ticket,
+/// window and the requester's identity. Claims are left out on purpose: they describe the
+/// requester, not what was asked for.
+pub fn content_digest(
+    gate: &str,
+    params: &BTreeMap<String, Value>,
+    reason: Option<&str>,
+    ticket: Option<&str>,
+    duration_secs: i64,
+    requester: &Principal,
+) -> Digest {
+    Digest::of_json(&json!({
+        "gate": gate,
+        "params": params,
+        "reason": reason,
+        "ticket": ticket,
+        "duration_seconds": duration_secs,
+        "requester": {"issuer": requester.identity.issuer, "subject": requester.identity.subject},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_are_final() {
+        for from in State::ALL {
+            for to in State::ALL {
+                if from.is_terminal() {
+                    assert!(!from.can_move_to(to), "{from} -> {to}");
+                }
+            }
+        }
+        assert!(State::Pending.can_move_to(State::Approved));
+        assert!(!State::Approved.can_move_to(State::Rejected));
+    }
+
+    #[test]
+    fn digest_changes_with_content() {
+        let who = Principal::human("okta", "alice");
+        let mut params = BTreeMap::new();
+        params.insert("service".to_string(), Value::from("api"));
+        let a = content_digest("deploy", &params, Some("x"), None, 900, &who);
+        let b = content_digest("deploy", &params, Some("y"), None, 900, &who);
+        let c = content_digest("deploy", &params, Some("x"), None, 901, &who);
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            a,
+            content_digest("deploy", &params, Some("x"), None, 900, &who)
+        );
+    }
+}
