@@ -1,1 +1,882 @@
-//! Use cases (stub; filled in next).
+//! Use cases: create, read, list, decide, cancel, revoke, expire, read the audit log.
+//!
+//! Each use case reads through the [`Store`] port, asks [`crate::policy`] what is allowed,
+//! and writes one [`Transition`] as a compare-and-set; when another writer got there first it
+//! reloads and decides again, so concurrent callers can never both win. Refused
+//! authorizations are audited.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::audit::{Actor, AuditEvent, NewAuditEvent};
+use crate::condition::Condition;
+use crate::error::EngineError;
+use crate::gate::{Gate, GateSet, Requirement};
+use crate::ids::{Digest, RequestId};
+use crate::policy::{self, Evaluation, Refusal};
+use crate::ports::{
+    AuditQuery, ChangeListener, Clock, Order, RequestFilter, Store, StoreError, Transition,
+};
+use crate::principal::{Principal, PrincipalKind};
+use crate::request::{ApprovalPath, Request, State, Verdict, content_digest, content_value};
+use crate::time::Timestamp;
+
+/// How many times a use case re-reads and retries after losing a compare-and-set.
+const MAX_ATTEMPTS: usize = 16;
+/// Longest reason accepted, in characters.
+pub const MAX_REASON: usize = 2000;
+/// Longest comment accepted, in characters.
+pub const MAX_COMMENT: usize = 2000;
+/// Longest ticket reference accepted, in characters.
+pub const MAX_TICKET: usize = 200;
+
+/// What a requester asks for.
+#[derive(Clone, Debug, Default)]
+pub struct NewRequest {
+    /// The gate's name.
+    pub gate: String,
+    /// Parameters as supplied (validated against the gate).
+    pub params: Map<String, Value>,
+    /// Why.
+    pub reason: Option<String>,
+    /// A ticket reference.
+    pub ticket: Option<String>,
+    /// The grant window asked for, e.g. `30m`; the gate's default when absent.
+    pub duration: Option<String>,
+}
+
+/// Whose view of the request list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Requests I made.
+    Requester,
+    /// Pending requests I can still decide (my inbox).
+    Approver,
+}
+
+/// A page request for [`Engine::list`].
+#[derive(Clone, Debug, Default)]
+pub struct ListRequests {
+    /// Only this state.
+    pub state: Option<State>,
+    /// Only this gate.
+    pub gate: Option<String>,
+    /// Whose view; absent: everything the caller may see.
+    pub role: Option<Role>,
+    /// Page size (1..=200, default 50).
+    pub limit: Option<u32>,
+    /// Continue after this id.
+    pub cursor: Option<RequestId>,
+}
+
+/// A page of requests.
+#[derive(Clone, Debug)]
+pub struct Page {
+    /// The requests.
+    pub items: Vec<Request>,
+    /// Where the next page starts, when there may be more.
+    pub next_cursor: Option<RequestId>,
+}
+
+/// What a principal may do with a gate.
+#[derive(Clone, Debug)]
+pub struct GateAccess {
+    /// The gate.
+    pub gate: Arc<Gate>,
+    /// Whether the `requesters` condition admits them (evaluated with empty parameters).
+    pub can_request: bool,
+    /// Whether some rule's `approvers` condition admits them.
+    pub can_approve: bool,
+}
+
+/// The approval engine: the use cases over a store, a clock and the configured gates.
+#[derive(Clone)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    gates: Arc<GateSet>,
+    listener: Option<Arc<dyn ChangeListener>>,
+    audit_readers: Option<Condition>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("gates", &self.gates.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `store`, reading time from `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, gates: Arc<GateSet>) -> Self {
+        Self {
+            store,
+            clock,
+            gates,
+            listener: None,
+            audit_readers: None,
+        }
+    }
+
+    /// Tells `listener` after every committed change.
+    pub fn with_listener(mut self, listener: Arc<dyn ChangeListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    /// Who may read the whole audit log (a condition over `principal`).
+    pub fn with_audit_readers(mut self, condition: Option<Condition>) -> Self {
+        self.audit_readers = condition;
+        self
+    }
+
+    /// The configured gates.
+    pub fn gates(&self) -> &GateSet {
+        &self.gates
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The rule standing of a request under its gate (None when the gate is gone).
+    pub fn evaluate(&self, request: &Request) -> Option<Evaluation> {
+        self.gates
+            .get(&request.gate)
+            .map(|g| policy::evaluate(&g.rules, &request.decisions))
+    }
+
+    /// Creates a request. It starts pending, or approved when the gate's auto-approve holds.
+    #[tracing::instrument(skip_all, fields(gate = %input.gate, requester = %who.identity))]
+    pub async fn create(&self, who: &Principal, input: NewRequest) -> Result<Request, EngineError> {
+        let now = self.clock.now();
+        let gate = self
+            .gates
+            .get(&input.gate)
+            .ok_or_else(|| EngineError::UnknownGate(clip(&input.gate)))?
+            .clone();
+        let params = validate_params(&gate, &input.params)?;
+        let reason = text_field("reason", input.reason, gate.reason, MAX_REASON, true)?;
+        let ticket = text_field("ticket", input.ticket, gate.ticket, MAX_TICKET, false)?;
+        let duration = match input.duration.as_deref() {
+            None | Some("") => gate.grant.ttl,
+            Some(text) => crate::time::parse_duration(text)
+                .map_err(|m| EngineError::invalid("invalid_duration", format!("duration: {m}")))?,
+        };
+        if duration > gate.grant.max_ttl {
+            return Err(EngineError::invalid(
+                "invalid_duration",
+                format!(
+                    "duration {} is longer than this gate allows ({})",
+                    crate::time::format_duration(duration),
+                    crate::time::format_duration(gate.grant.max_ttl)
+                ),
+            ));
+        }
+        let duration_secs = duration.num_seconds();
+        let content = content_value(
+            &gate.name,
+            &params,
+            reason.as_deref(),
+            ticket.as_deref(),
+            duration_secs,
+            who,
+        );
+        let allowed = policy::may_request(&gate, who, &content, now);
+        if !allowed.value {
+            self.audit_refusal(
+                who,
+                "request.create",
+                None,
+                None,
+                "not_allowed",
+                json!({"gate": gate.name, "condition_error": allowed.error}),
+            )
+            .await?;
+            return Err(EngineError::forbidden(
+                "not_allowed",
+                format!("you may not request '{}'", gate.name),
+            ));
+        }
+        let digest = content_digest(
+            &gate.name,
+            &params,
+            reason.as_deref(),
+            ticket.as_deref(),
+            duration_secs,
+            who,
+        );
+        let id = RequestId::generate(now);
+        let auto = policy::auto_approves(&gate, who, &content, now);
+        let actor = Actor::from(&who.identity);
+        let mut events = vec![NewAuditEvent {
+            at: now,
+            actor: actor.clone(),
+            action: "request.created".into(),
+            request_id: Some(id),
+            digest: Some(digest.clone()),
+            detail: json!({
+                "gate": gate.name,
+                "params": params,
+                "reason": reason,
+                "ticket": ticket,
+                "duration_seconds": duration_secs,
+                "requester_kind": who.kind.as_str(),
+                "requester_actor": who.actor,
+            }),
+        }];
+        if auto {
+            events.push(NewAuditEvent {
+                at: now,
+                actor,
+                action: "request.approved".into(),
+                request_id: Some(id),
+                digest: Some(digest.clone()),
+                detail: json!({"gate": gate.name, "path": "auto_approved",
+                    "condition": gate.auto_approve.as_ref().map(Condition::source)}),
+            });
+        }
+        let request = Request {
+            id,
+            gate: gate.name.clone(),
+            params,
+            reason,
+            ticket,
+            requester: who.clone(),
+            duration_secs,
+            digest,
+            state: if auto {
+                State::Approved
+            } else {
+                State::Pending
+            },
+            approval: auto.then_some(ApprovalPath::AutoApproved),
+            version: 1,
+            created_at: now,
+            expires_at: now + gate.pending_ttl,
+            decided_at: auto.then_some(now),
+            updated_at: now,
+            decisions: Vec::new(),
+        };
+        self.store.insert_request(&request, &events).await?;
+        self.changed(&request);
+        Ok(request)
+    }
+
+    /// Reads a request the caller may see: its requester, anyone who decided it, anyone
+    /// eligible for one of its rules now, and audit readers. Others get `NotFound` (audited).
+    #[tracing::instrument(skip_all, fields(request_id = %id))]
+    pub async fn get(&self, who: &Principal, id: &RequestId) -> Result<Request, EngineError> {
+        let request = self
+            .store
+            .get_request(id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if self.may_view(who, &request) {
+            Ok(request)
+        } else {
+            self.audit_refusal(
+                who,
+                "request.read",
+                Some(&request),
+                None,
+                "not_visible",
+                json!({}),
+            )
+            .await?;
+            Err(EngineError::NotFound)
+        }
+    }
+
+    fn may_view(&self, who: &Principal, request: &Request) -> bool {
+        if request.requester.same_person_as(who)
+            || request
+                .decisions
+                .iter()
+                .any(|d| d.approver.identity == who.identity)
+            || self.is_audit_reader(who)
+        {
+            return true;
+        }
+        let Some(gate) = self.gates.get(&request.gate) else {
+            return false;
+        };
+        who.kind == PrincipalKind::Human
+            && policy::approver_checks(gate, request, who, self.clock.now())
+                .iter()
+                .any(|c| c.eligible)
+    }
+
+    fn is_audit_reader(&self, who: &Principal) -> bool {
+        self.audit_readers.as_ref().is_some_and(|c| {
+            c.evaluate(&[("principal", &who.to_condition_value())])
+                .value
+        })
+    }
+
+    /// Whether `who` could decide `request` right now (the inbox test).
+    pub fn can_decide_now(&self, who: &Principal, request: &Request) -> bool {
+        let Some(gate) = self.gates.get(&request.gate) else {
+            return false;
+        };
+        policy::authorize_decision(gate, request, who, Verdict::Approve, self.clock.now()).is_ok()
+    }
+
+    /// Approves or rejects. The digest must be the one the approver was shown.
+    #[tracing::instrument(skip_all, fields(request_id = %id, approver = %who.identity, verdict = verdict.as_str()))]
+    pub async fn decide(
+        &self,
+        who: &Principal,
+        id: &RequestId,
+        verdict: Verdict,
+        digest: &Digest,
+        comment: Option<String>,
+    ) -> Result<Request, EngineError> {
+        let comment = text_field("comment", comment, Requirement::Optional, MAX_COMMENT, true)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let request = self
+                .store
+                .get_request(id)
+                .await?
+                .ok_or(EngineError::NotFound)?;
+            let gate = self.gate_of(&request)?;
+            let now = self.clock.now();
+            let permit = match policy::authorize_decision(&gate, &request, who, verdict, now) {
+                Ok(p) => p,
+                Err((Refusal::NotPending(State::Expired), _))
+                    if request.state == State::Pending =>
+                {
+                    self.expire(&request, now).await?;
+                    return Err(EngineError::WrongState(State::Expired));
+                }
+                Err((refusal, checks)) => {
+                    return Err(self
+                        .refuse_decision(who, &request, verdict, refusal, &checks)
+                        .await?);
+                }
+            };
+            let decided = match policy::decide(&gate, &request, permit, digest, comment.clone()) {
+                Ok(d) => d,
+                Err(policy::DigestRefusal) => {
+                    self.audit_refusal(
+                        who,
+                        &format!("decision.{}", verdict.as_str()),
+                        Some(&request),
+                        None,
+                        "digest_mismatch",
+                        json!({"posted_digest": digest.to_string()}),
+                    )
+                    .await?;
+                    return Err(EngineError::DigestMismatch);
+                }
+            };
+            match self.store.apply(&decided.transition).await {
+                Ok(()) => {
+                    self.changed(&decided.request);
+                    return Ok(decided.request);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Duplicate(_)) => return Err(EngineError::AlreadyDecided),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    async fn refuse_decision(
+        &self,
+        who: &Principal,
+        request: &Request,
+        verdict: Verdict,
+        refusal: Refusal,
+        checks: &[policy::RuleCheck],
+    ) -> Result<EngineError, EngineError> {
+        let action = format!("decision.{}", verdict.as_str());
+        let error = match &refusal {
+            Refusal::NotPending(s) => EngineError::WrongState(*s),
+            Refusal::AlreadyDecided => EngineError::AlreadyDecided,
+            other => EngineError::forbidden(other.code(), other.message()),
+        };
+        // Refusals on authority are audited; a late click on a decided request is not an
+        // authorization failure, but it is recorded too, so the trail shows every attempt.
+        let checks: Vec<Value> = checks
+            .iter()
+            .map(|c| json!({"rule": c.rule, "eligible": c.eligible, "error": c.error}))
+            .collect();
+        self.audit_refusal(
+            who,
+            &action,
+            Some(request),
+            None,
+            refusal.code(),
+            json!({"checks": checks}),
+        )
+        .await?;
+        Ok(error)
+    }
+
+    /// The requester withdraws a pending request.
+    #[tracing::instrument(skip_all, fields(request_id = %id))]
+    pub async fn cancel(
+        &self,
+        who: &Principal,
+        id: &RequestId,
+        reason: Option<String>,
+    ) -> Result<Request, EngineError> {
+        let reason = text_field("reason", reason, Requirement::Optional, MAX_REASON, true)?;
+        self.finish(who, id, State::Cancelled, reason, |engine, request| {
+            if request.requester.same_person_as(who) {
+                Ok(())
+            } else {
+                Err(engine.forbid("only the requester can cancel a request"))
+            }
+        })
+        .await
+    }
+
+    /// Revokes an approved request: its requester, or anyone eligible to approve it now.
+    #[tracing::instrument(skip_all, fields(request_id = %id))]
+    pub async fn revoke(
+        &self,
+        who: &Principal,
+        id: &RequestId,
+        reason: Option<String>,
+    ) -> Result<Request, EngineError> {
+        let reason = text_field("reason", reason, Requirement::Optional, MAX_REASON, true)?;
+        self.finish(who, id, State::Revoked, reason, |engine, request| {
+            if request.requester.same_person_as(who) {
+                return Ok(());
+            }
+            let eligible = who.kind == PrincipalKind::Human
+                && engine.gates.get(&request.gate).is_some_and(|g| {
+                    policy::approver_checks(g, request, who, engine.clock.now())
+                        .iter()
+                        .any(|c| c.eligible)
+                });
+            if eligible {
+                Ok(())
+            } else {
+                Err(engine.forbid("only the requester or an eligible approver can revoke"))
+            }
+        })
+        .await
+    }
+
+    fn forbid(&self, message: &str) -> EngineError {
+        EngineError::forbidden("not_allowed", message)
+    }
+
+    /// Moves a request to a terminal state chosen by a person (cancel, revoke).
+    async fn finish(
+        &self,
+        who: &Principal,
+        id: &RequestId,
+        target: State,
+        reason: Option<String>,
+        authorize: impl Fn(&Self, &Request) -> Result<(), EngineError>,
+    ) -> Result<Request, EngineError> {
+        let action = format!("request.{}", target.as_str());
+        for _ in 0..MAX_ATTEMPTS {
+            let request = self
+                .store
+                .get_request(id)
+                .await?
+                .ok_or(EngineError::NotFound)?;
+            if let Err(e) = authorize(self, &request) {
+                self.audit_refusal(who, &action, Some(&request), None, e.code(), json!({}))
+                    .await?;
+                return Err(e);
+            }
+            let now = self.clock.now();
+            let state = policy::effective_state(&request, now);
+            if state == State::Expired && request.state == State::Pending {
+                self.expire(&request, now).await?;
+                return Err(EngineError::WrongState(State::Expired));
+            }
+            if !state.can_move_to(target) {
+                return Err(EngineError::WrongState(state));
+            }
+            let transition = Transition {
+                request_id: request.id,
+                expected_version: request.version,
+                state: target,
+                approval: request.approval,
+                decided_at: request.decided_at.or(Some(now)),
+                at: now,
+                decision: None,
+                events: vec![NewAuditEvent {
+                    at: now,
+                    actor: Actor::from(&who.identity),
+                    action: action.clone(),
+                    request_id: Some(request.id),
+                    digest: Some(request.digest.clone()),
+                    detail: json!({"gate": request.gate, "reason": reason}),
+                }],
+            };
+            match self.store.apply(&transition).await {
+                Ok(()) => {
+                    let next = applied(request, &transition);
+                    self.changed(&next);
+                    return Ok(next);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// Records the expiry of a pending request past its time. Losing the race to another
+    /// writer is fine: whoever won decided the request first.
+    async fn expire(&self, request: &Request, now: Timestamp) -> Result<bool, EngineError> {
+        let transition = Transition {
+            request_id: request.id,
+            expected_version: request.version,
+            state: State::Expired,
+            approval: None,
+            decided_at: Some(now),
+            at: now,
+            decision: None,
+            events: vec![NewAuditEvent {
+                at: now,
+                actor: Actor::system(),
+                action: "request.expired".into(),
+                request_id: Some(request.id),
+                digest: Some(request.digest.clone()),
+                detail: json!({"gate": request.gate, "expires_at": crate::time::rfc3339(&request.expires_at)}),
+            }],
+        };
+        match self.store.apply(&transition).await {
+            Ok(()) => {
+                self.changed(&applied(request.clone(), &transition));
+                Ok(true)
+            }
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The sweeper's one pass: expires pending requests past their time. Returns how many it
+    /// expired. Correctness never depends on it (every transition checks expiry itself); it
+    /// makes the state visible and fires the events.
+    pub async fn expire_due(&self) -> Result<usize, EngineError> {
+        let now = self.clock.now();
+        let mut done = 0;
+        for id in self.store.due_for_expiry(now, 200).await? {
+            if let Some(request) = self.store.get_request(&id).await?
+                && policy::effective_state(&request, now) == State::Expired
+                && request.state == State::Pending
+                && self.expire(&request, now).await?
+            {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// A page of requests the caller may see, filtered by role.
+    pub async fn list(&self, who: &Principal, query: ListRequests) -> Result<Page, EngineError> {
+        let limit = query.limit.unwrap_or(50).clamp(1, 200);
+        if let Some(gate) = &query.gate
+            && self.gates.get(gate).is_none()
+        {
+            return Err(EngineError::UnknownGate(clip(gate)));
+        }
+        let mut filter = RequestFilter {
+            state: query.state,
+            gate: query.gate.clone(),
+            requester: None,
+            after: query.cursor,
+            order: Order::OldestFirst,
+            limit: 100,
+        };
+        match query.role {
+            Some(Role::Requester) => {
+                filter.requester = Some(who.identity.clone());
+                filter.order = Order::NewestFirst;
+                filter.limit = limit;
+            }
+            Some(Role::Approver) => {
+                if query.state.is_some_and(|s| s != State::Pending) {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        next_cursor: None,
+                    });
+                }
+                filter.state = Some(State::Pending);
+            }
+            None => filter.order = Order::NewestFirst,
+        }
+        let mut items = Vec::new();
+        // Filtering happens after reading, so scan a bounded number of batches per page.
+        for _ in 0..20 {
+            let batch = self.store.list_requests(&filter).await?;
+            let exhausted = (batch.len() as u32) < filter.limit;
+            for request in batch {
+                filter.after = Some(request.id);
+                let keep = match query.role {
+                    Some(Role::Requester) => true,
+                    Some(Role::Approver) => self.can_decide_now(who, &request),
+                    None => self.may_view(who, &request),
+                };
+                if keep {
+                    items.push(request);
+                    if items.len() as u32 == limit {
+                        return Ok(Page {
+                            items,
+                            next_cursor: filter.after,
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(Page {
+                    items,
+                    next_cursor: None,
+                });
+            }
+        }
+        Ok(Page {
+            items,
+            next_cursor: filter.after,
+        })
+    }
+
+    /// Every gate with what `who` may do with it.
+    pub fn gate_access(&self, who: &Principal) -> Vec<GateAccess> {
+        let now = self.clock.now();
+        self.gates
+            .iter()
+            .map(|gate| {
+                let content = content_value(
+                    &gate.name,
+                    &BTreeMap::new(),
+                    None,
+                    None,
+                    gate.grant.ttl.num_seconds(),
+                    who,
+                );
+                let can_request = policy::may_request(gate, who, &content, now).value;
+                let can_approve = who.kind == PrincipalKind::Human && {
+                    let approver = who.to_condition_value();
+                    let now_v = Value::String(crate::time::rfc3339(&now));
+                    gate.rules.iter().any(|r| {
+                        r.approvers
+                            .evaluate(&[
+                                ("approver", &approver),
+                                ("request", &content),
+                                ("now", &now_v),
+                            ])
+                            .value
+                    })
+                };
+                GateAccess {
+                    gate: gate.clone(),
+                    can_request,
+                    can_approve,
+                }
+            })
+            .collect()
+    }
+
+    /// Audit events: of one request, for whoever may see that request; of everything, for
+    /// audit readers only.
+    pub async fn audit(
+        &self,
+        who: &Principal,
+        query: AuditQuery,
+    ) -> Result<Vec<AuditEvent>, EngineError> {
+        let query = AuditQuery {
+            limit: query.limit.clamp(1, 1000),
+            ..query
+        };
+        if !self.is_audit_reader(who) {
+            match &query.request_id {
+                Some(id) => {
+                    self.get(who, id).await?;
+                }
+                None => {
+                    self.audit_refusal(who, "audit.read", None, None, "not_allowed", json!({}))
+                        .await?;
+                    return Err(EngineError::forbidden(
+                        "not_allowed",
+                        "reading the whole audit log needs the audit reader role; ask for one request's trail with request_id",
+                    ));
+                }
+            }
+        }
+        Ok(self.store.audit_events(&query).await?)
+    }
+
+    /// Records a failed authentication (an unverifiable bearer token, say). `detail` must not
+    /// contain the credential.
+    pub async fn record_auth_failure(
+        &self,
+        reason: &str,
+        detail: Value,
+    ) -> Result<(), EngineError> {
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            actor: Actor::anonymous(),
+            action: "auth.failed".into(),
+            request_id: None,
+            digest: None,
+            detail: json!({"reason": reason, "detail": detail}),
+        };
+        Ok(self.store.append_audit(&[event]).await?)
+    }
+
+    async fn audit_refusal(
+        &self,
+        who: &Principal,
+        attempted: &str,
+        request: Option<&Request>,
+        rule: Option<&str>,
+        code: &str,
+        extra: Value,
+    ) -> Result<(), EngineError> {
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            actor: Actor::from(&who.identity),
+            action: "access.denied".into(),
+            request_id: request.map(|r| r.id),
+            digest: request.map(|r| r.digest.clone()),
+            detail: json!({"attempted": attempted, "reason": code, "rule": rule, "detail": extra}),
+        };
+        Ok(self.store.append_audit(&[event]).await?)
+    }
+
+    fn gate_of(&self, request: &Request) -> Result<Arc<Gate>, EngineError> {
+        self.gates.get(&request.gate).cloned().ok_or_else(|| {
+            EngineError::invalid(
+                "gate_removed",
+                format!(
+                    "gate '{}' is no longer configured; the request cannot be decided",
+                    request.gate
+                ),
+            )
+        })
+    }
+
+    fn changed(&self, request: &Request) {
+        if let Some(l) = &self.listener {
+            l.request_changed(&request.id, request.version);
+        }
+    }
+}
+
+/// The request as it is after `transition` (which carries no decision).
+fn applied(mut request: Request, transition: &Transition) -> Request {
+    request.state = transition.state;
+    request.approval = transition.approval;
+    request.decided_at = transition.decided_at;
+    request.updated_at = transition.at;
+    request.version = transition.expected_version + 1;
+    if let Some(d) = &transition.decision {
+        request.decisions.push(d.clone());
+    }
+    request
+}
+
+/// Validates supplied parameters against the gate: no unknown names, every required one
+/// present, each value of its type.
+fn validate_params(
+    gate: &Gate,
+    supplied: &Map<String, Value>,
+) -> Result<BTreeMap<String, Value>, EngineError> {
+    let mut problems = Vec::new();
+    let mut out = BTreeMap::new();
+    for name in supplied.keys() {
+        if !gate.params.contains_key(name) {
+            let known: Vec<&str> = gate.params.keys().map(String::as_str).collect();
+            problems.push(format!(
+                "unknown parameter '{}' (this gate takes: {})",
+                clip(name),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    for (name, spec) in &gate.params {
+        match supplied.get(name) {
+            None | Some(Value::Null) => {
+                if spec.required {
+                    problems.push(format!("parameter '{name}' is required"));
+                }
+            }
+            Some(v) => match spec.validate(v) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(m) => problems.push(m),
+            },
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(EngineError::invalid("invalid_params", problems.join("; ")))
+    }
+}
+
+/// Normalizes a free-text field: trims, treats blank as absent, enforces the requirement,
+/// the length and the absence of control characters (newlines and tabs allowed where
+/// `multiline`).
+fn text_field(
+    name: &str,
+    value: Option<String>,
+    requirement: Requirement,
+    max: usize,
+    multiline: bool,
+) -> Result<Option<String>, EngineError> {
+    let value = value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let code = if name == "reason" {
+        "reason_required"
+    } else {
+        "invalid_input"
+    };
+    match value {
+        None if requirement == Requirement::Required => Err(EngineError::invalid(
+            code,
+            format!("a {name} is required for this gate"),
+        )),
+        None => Ok(None),
+        Some(v) if v.chars().count() > max => Err(EngineError::invalid(
+            "invalid_input",
+            format!("the {name} is longer than {max} characters"),
+        )),
+        Some(v)
+            if v.chars()
+                .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t'))) =>
+        {
+            Err(EngineError::invalid(
+                "invalid_input",
+                format!("the {name} contains a control character"),
+            ))
+        }
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+/// Shortens user-supplied text before echoing it in an error.
+fn clip(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(64).collect();
+    if text.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}

@@ -21,6 +21,7 @@ pub mod time;
 pub use audit::{Actor, AuditEvent, ChainBreak, NewAuditEvent};
 pub use condition::{Condition, ConditionError};
 
+pub use engine::Engine;
 pub use error::EngineError;
 pub use gate::{Gate, GateSet, GrantSpec, ParamSpec, ParamType, Requirement, Rule, WebhookSpec};
 pub use ids::{Digest, RequestId};
