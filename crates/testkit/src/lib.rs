@@ -1,1 +1,19 @@
-//! placeholder
+//! Test support for countersign's integration tests: real services, no mocks.
+//!
+//! - [`OidcProvider`]: panva's `oidc-provider` (Node.js) with the test users, clients and JWT
+//!   access tokens countersign's tests need; it scripts the user's side of a browser login
+//!   ([`OidcProvider::login`]) and of a device flow ([`OidcProvider::approve_device`]), and gets
+//!   workload tokens ([`OidcProvider::workload_token`]).
+//! - [`TestPostgres`]: a throwaway PostgreSQL cluster per test process, handing out fresh databases.
+//!
+//! Both start child processes that this crate owns and ends: nothing outlives the test process.
+
+mod child;
+mod login;
+mod node;
+mod oidc;
+mod postgres;
+
+pub use login::Tokens;
+pub use oidc::OidcProvider;
+pub use postgres::TestPostgres;

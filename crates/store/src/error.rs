@@ -1,0 +1,39 @@
+//! Turning database errors into [`StoreError`]s whose text is safe to show: what failed and
+//! why, never the SQL, the connection URL or a stored value.
+
+use countersign_core::StoreError;
+
+/// True when `e` is a unique or primary-key constraint refusing a write.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// A [`StoreError::Backend`] saying that `doing` failed and why, in general terms.
+pub(crate) fn backend(doing: &str, e: sqlx::Error) -> StoreError {
+    // The full error goes to the log for the operator; the message returned to callers (and,
+    // from there, possibly to an HTTP client) stays generic.
+    tracing::warn!(error = %e, "store: {doing} failed");
+    let why = match &e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("the database refused it (code {code})"),
+            None => "the database refused it".to_string(),
+        },
+        sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".to_string(),
+        sqlx::Error::PoolClosed => "the connection pool is closed".to_string(),
+        sqlx::Error::Io(io) => format!("i/o error talking to the database ({})", io.kind()),
+        sqlx::Error::Tls(_) => "tls error talking to the database".to_string(),
+        sqlx::Error::Configuration(_) => "the database settings are invalid".to_string(),
+        sqlx::Error::Protocol(_) => "the database sent something unexpected".to_string(),
+        sqlx::Error::RowNotFound
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => {
+            "a stored value has an unexpected shape (is the schema up to date?)".to_string()
+        }
+        sqlx::Error::Migrate(_) => "the schema migration failed".to_string(),
+        _ => "database error".to_string(),
+    };
+    StoreError::Backend(format!("{doing}: {why}"))
+}

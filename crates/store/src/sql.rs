@@ -1,0 +1,98 @@
+//! SQL text shared by both dialects. SQLite (through sqlx) reads `$N` placeholders by number,
+//! exactly as PostgreSQL does, so one statement serves both wherever the dialects agree; the
+//! few that differ (locking the chain head) live with their backend.
+
+// Column lists as macros, so that `concat!` can build whole statements from them at compile time.
+macro_rules! request_columns {
+    () => {
+        "id, gate, state, approval, version, params, reason, ticket, requester, \
+         requester_issuer, requester_subject, duration_secs, digest, created_at, expires_at, \
+         decided_at, updated_at"
+    };
+}
+
+macro_rules! decision_columns {
+    () => {
+        "request_id, approver_issuer, approver_subject, approver, verdict, comment, digest, at, \
+         eligible_rules"
+    };
+}
+
+macro_rules! event_columns {
+    () => {
+        "seq, at, actor_issuer, actor_subject, action, request_id, digest, detail, prev_hash, hash"
+    };
+}
+
+/// Columns read for a request, as [`crate::codec::RequestRow::read`] expects them.
+pub(crate) const REQUEST_COLUMNS: &str = request_columns!();
+
+/// Columns read for a decision.
+pub(crate) const DECISION_COLUMNS: &str = decision_columns!();
+
+pub(crate) const INSERT_REQUEST: &str = "INSERT INTO requests (id, gate, state, approval, \
+    version, params, reason, ticket, requester, requester_issuer, requester_subject, \
+    duration_secs, digest, created_at, expires_at, decided_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+
+/// The compare-and-set. `approval` and `decided_at` are kept when the transition leaves them
+/// unset: a later change (approved -> revoked) never erases how and when the request was
+/// decided.
+pub(crate) const CAS_REQUEST: &str = "UPDATE requests SET state = $3, \
+    approval = COALESCE($4, approval), decided_at = COALESCE($5, decided_at), updated_at = $6, \
+    version = version + 1 WHERE id = $1 AND version = $2";
+
+pub(crate) const REQUEST_EXISTS: &str = "SELECT COUNT(*) FROM requests WHERE id = $1";
+
+pub(crate) const SELECT_REQUEST: &str = concat!(
+    "SELECT ",
+    request_columns!(),
+    " FROM requests WHERE id = $1"
+);
+
+/// The ordinal is the next one for the request; the CAS before it holds the request's write
+/// lock, so no other transaction computes the same ordinal concurrently.
+pub(crate) const INSERT_DECISION: &str = "INSERT INTO decisions (request_id, ordinal, \
+    approver_issuer, approver_subject, approver, verdict, comment, digest, at, eligible_rules) \
+    VALUES ($1, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM decisions WHERE request_id = $1), \
+    $2, $3, $4, $5, $6, $7, $8, $9)";
+
+pub(crate) const SELECT_DECISIONS: &str = concat!(
+    "SELECT ",
+    decision_columns!(),
+    " FROM decisions WHERE request_id = $1 ORDER BY ordinal"
+);
+
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events (seq, at, actor_issuer, \
+    actor_subject, action, request_id, digest, detail, prev_hash, hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+pub(crate) const UPDATE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
+
+pub(crate) const DUE_FOR_EXPIRY: &str = "SELECT id FROM requests \
+    WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2";
+
+/// Events after `$1`, at most `$2`.
+pub(crate) const SELECT_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+);
+
+/// Events of request `$3` after `$1`, at most `$2` (served by the (request_id, seq) index).
+pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
+);
+
+/// The most requests one page returns, whatever the caller asked for.
+pub(crate) const MAX_REQUEST_PAGE: u32 = 500;
+
+/// The most audit events one page returns.
+pub(crate) const MAX_EVENT_PAGE: u32 = 5000;
+
+/// A caller's limit, capped; 0 (the `Default` of the query types) means "a full page".
+pub(crate) fn page_size(asked: u32, max: u32) -> i64 {
+    i64::from(if asked == 0 { max } else { asked.min(max) })
+}
