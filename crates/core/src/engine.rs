@@ -276,12 +276,25 @@ impl Engine {
     /// eligible for one of its rules now, and audit readers. Others get `NotFound` (audited).
     #[tracing::instrument(skip_all, fields(request_id = %id))]
     pub async fn get(&self, who: &Principal, id: &RequestId) -> Result<Request, EngineError> {
-        let request = self
+        let mut request = self
             .store
             .get_request(id)
             .await?
             .ok_or(EngineError::NotFound)?;
         if self.may_view(who, &request) {
+            // A pending request past its time is expired whether or not the sweeper has come
+            // by: record it now so every reader sees the same truth.
+            let now = self.clock.now();
+            if request.state == State::Pending
+                && policy::effective_state(&request, now) == State::Expired
+            {
+                self.expire(&request, now).await?;
+                request = self
+                    .store
+                    .get_request(id)
+                    .await?
+                    .ok_or(EngineError::NotFound)?;
+            }
             Ok(request)
         } else {
             self.audit_refusal(

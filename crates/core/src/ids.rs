@@ -13,9 +13,20 @@ pub struct RequestId(ulid::Ulid);
 
 impl RequestId {
     /// A fresh id for a request created at `now`.
+    ///
+    /// Ids made in one process are strictly increasing even within one millisecond (the
+    /// random part is incremented), so listing by id lists by creation order.
     pub fn generate(now: Timestamp) -> Self {
+        static LAST: std::sync::Mutex<Option<ulid::Ulid>> = std::sync::Mutex::new(None);
         let ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-        Self(ulid::Ulid::from_parts(ms, rand::random::<u128>()))
+        let fresh = ulid::Ulid::from_parts(ms, rand::random::<u128>());
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let id = match *last {
+            Some(prev) if prev.timestamp_ms() >= ms => prev.increment().unwrap_or(fresh),
+            _ => fresh,
+        };
+        *last = Some(id);
+        Self(id)
     }
 }
 

@@ -1,1 +1,11 @@
-//! placeholder
+//! The countersign server: the HTTP API over the engine, the background workers, and
+//! start-up. This is the only crate that knows HTTP; it wires the adapters (store, identity)
+//! to the core.
+
+pub mod api;
+pub mod app;
+pub mod changes;
+pub mod clock;
+
+pub use app::{Application, BuildOptions};
+pub use clock::SystemClock;

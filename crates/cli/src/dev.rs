@@ -1,0 +1,265 @@
+//! `countersign dev`: the one-command sandbox. A fresh SQLite database, the built-in
+//! development OpenID provider (demo people at `/dev-idp`, a demo CI workload at `/dev-ci`),
+//! and demo gates, all on loopback. The server verifies the sandbox's tokens through the same
+//! discovery + JWKS code as any real issuer.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use countersign_config::Env;
+use countersign_dev_idp::{DevIdpConfig, demo_users};
+
+/// Options of `countersign dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(subcommand)]
+    command: Option<DevCommand>,
+    /// The port to serve on (loopback only).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The loopback address to bind; anything else is refused.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// A database URL to use instead of a fresh SQLite file in a temporary folder.
+    #[arg(long)]
+    database: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Print a bearer token for a demo user (alice, bob, carol, dave, erin) or the demo CI
+    /// workload (ci), from a running sandbox.
+    Token {
+        /// The demo user, or `ci`.
+        user: String,
+        /// The sandbox's URL.
+        #[arg(
+            long,
+            env = "COUNTERSIGN_SERVER",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        server: String,
+    },
+}
+
+/// The API audience of sandbox tokens.
+const AUDIENCE: &str = "countersign";
+
+/// The sandbox configuration, the same format a deployment uses.
+fn config_text(port: u16, bind: IpAddr, database: &str) -> String {
+    format!(
+        r#"
+[server]
+public_url = "http://{bind}:{port}"
+listen = "{bind}:{port}"
+database = "{database}"
+audit_readers = '"admin" in principal.groups'
+
+[[issuers]]
+name = "dev"
+url = "http://{bind}:{port}/dev-idp"
+client_id = "countersign-web"
+client_secret = "dev-web-secret"
+cli_client_id = "countersign-cli"
+audiences = ["{AUDIENCE}"]
+groups_claim = "groups"
+
+[[issuers]]
+name = "dev-ci"
+url = "http://{bind}:{port}/dev-ci"
+kind = "workload"
+audiences = ["{AUDIENCE}"]
+actor_claim = "actor_sub"
+actor_issuer = "dev"
+
+[[gates]]
+name = "deploy-prod"
+description = "Deploy a service to production: one SRE and one security engineer from another team"
+requesters = 'principal.kind == "workload" || "dev" in principal.groups || "sre" in principal.groups'
+reason = "required"
+pending_ttl = "2h"
+grant = {{ audience = "deployer", scope = "deploy:{{{{params.service}}}}", ttl = "15m", single_use = true }}
+params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true, description = "the service to deploy" }}
+params.version = {{ type = "string", pattern = "^[0-9A-Za-z.+-]{{1,64}}$", required = true, description = "the version to deploy" }}
+
+  [[gates.rules]]
+  name = "sre"
+  approvers = '"sre" in approver.groups'
+
+  [[gates.rules]]
+  name = "security"
+  approvers = '"security" in approver.groups && approver.claims.team != request.requester.claims.team'
+
+[[gates]]
+name = "db-session"
+description = "Open a session on a production database, for a limited time"
+requesters = 'principal.kind == "human"'
+reason = "required"
+pending_ttl = "1h"
+grant = {{ audience = "db-proxy", scope = "db:{{{{params.database}}}}:{{{{params.access}}}}", ttl = "30m", max_ttl = "4h" }}
+params.database = {{ type = "enum", values = ["orders", "billing", "users"], required = true }}
+params.access = {{ type = "enum", values = ["read", "write"], required = true }}
+
+  [[gates.rules]]
+  name = "dba"
+  approvers = '"sre" in approver.groups'
+
+[[gates]]
+name = "deploy-staging"
+description = "Deploy a service to staging: approved automatically for developers and CI"
+requesters = 'true'
+auto_approve = 'principal.kind == "workload" || "dev" in principal.groups'
+grant = {{ audience = "deployer", scope = "deploy-staging:{{{{params.service}}}}", ttl = "15m" }}
+params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true }}
+
+  [[gates.rules]]
+  name = "sre"
+  approvers = '"sre" in approver.groups'
+"#
+    )
+}
+
+/// Runs the sandbox, or `dev token`.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if let Some(DevCommand::Token { user, server }) = args.command {
+        return print_token(&user, &server).await;
+    }
+    if !args.bind.is_loopback() {
+        anyhow::bail!(
+            "the sandbox binds only loopback addresses (127.0.0.1 or ::1), not {}",
+            args.bind
+        );
+    }
+    let temp = tempfile::tempdir().context("cannot create a temporary folder for the database")?;
+    let database = match &args.database {
+        Some(url) => url.clone(),
+        None => format!("sqlite://{}", temp.path().join("countersign.db").display()),
+    };
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(args.bind, args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{} (try --port)", args.bind, args.port))?;
+    let port = listener.local_addr()?.port();
+    let host = match args.bind {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    let text = config_text(port, args.bind, &database).replace(
+        &format!("http://{}:", args.bind),
+        &format!("http://{host}:"),
+    );
+    let settings = countersign_config::load_str(
+        &text,
+        "dev sandbox",
+        &Env::from_pairs(Vec::<(String, String)>::new()),
+    )
+    .map_err(|e| anyhow::anyhow!("the sandbox configuration is invalid (a bug):\n{e}"))?;
+    let base = format!("http://{host}:{port}");
+    let people = DevIdpConfig::new(format!("{base}/dev-idp"), AUDIENCE)
+        .with_web_redirect_uri(format!("{base}/auth/callback"));
+    let ci = DevIdpConfig::new(format!("{base}/dev-ci"), AUDIENCE);
+    let routes = axum::Router::new()
+        .nest("/dev-idp", countersign_dev_idp::router(people))
+        .nest("/dev-ci", countersign_dev_idp::router(ci));
+    let options = countersign_server::BuildOptions {
+        listener: Some(listener),
+        extra_routes: Some(routes),
+        ..Default::default()
+    };
+    let app = countersign_server::Application::build(settings, options).await?;
+    banner(&base, &database, args.database.is_none(), port);
+    let result = app
+        .run_until(countersign_server::app::shutdown_signal())
+        .await;
+    drop(temp);
+    result
+}
+
+async fn print_token(user: &str, server: &str) -> anyhow::Result<()> {
+    let server = server.trim_end_matches('/');
+    let issuer = if user == "ci" {
+        format!("{server}/dev-ci")
+    } else {
+        format!("{server}/dev-idp")
+    };
+    let token = countersign_dev_idp::client::token_for(&issuer, user)
+        .await
+        .with_context(|| format!("cannot get a token for '{user}' from the sandbox at {server} (is `countersign dev` running?)"))?;
+    say(&token);
+    Ok(())
+}
+
+fn banner(base: &str, database: &str, temporary: bool, port: u16) {
+    let users: Vec<String> = demo_users()
+        .iter()
+        .map(|u| {
+            format!(
+                "    {:<6} {:<28} groups: {}",
+                u.username,
+                u.description,
+                u.groups.join(", ")
+            )
+        })
+        .collect();
+    let port_flag = if port == 8080 {
+        String::new()
+    } else {
+        format!(" --server {base}")
+    };
+    say(&format!(
+        r#"
+countersign sandbox is running at {base}   (loopback only; Ctrl-C stops it)
+
+  database      {database}{temp}
+  API           {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json)
+  issuers       {base}/dev-idp  (people)   {base}/dev-ci  (the demo CI workload)
+  gates         deploy-prod (SRE + security), db-session (one SRE, grant up to 4h),
+                deploy-staging (auto-approved for developers and CI)
+
+  demo people:
+{users}
+    ci     the demo CI workload (its runs are started by alice)
+
+Try it from another terminal:
+
+  ALICE=$(countersign dev token alice{port_flag}); BOB=$(countersign dev token bob{port_flag}); CAROL=$(countersign dev token carol{port_flag})
+  curl -s -H "Authorization: Bearer $ALICE" -H 'content-type: application/json' \
+       -d '{{"gate":"deploy-prod","params":{{"service":"api","version":"1.4.2"}},"reason":"hotfix INC-42"}}' \
+       {base}/api/v1/requests
+  curl -s -H "Authorization: Bearer $BOB" '{base}/api/v1/requests?role=approver'
+  curl -s -H "Authorization: Bearer $BOB" -H 'content-type: application/json' \
+       -d '{{"digest":"<digest from the request>"}}' {base}/api/v1/requests/<id>/approve
+  (then the same as carol: the request is approved once both teams have approved)
+"#,
+        temp = if temporary {
+            "   (temporary; gone when the sandbox stops)"
+        } else {
+            ""
+        },
+        users = users.join("\n"),
+    ));
+}
+
+#[allow(clippy::print_stdout)] // the sandbox's banner and `dev token` are its interface
+fn say(text: &str) {
+    println!("{text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn sandbox_configuration_is_valid() {
+        let text = config_text(8080, IpAddr::V4(Ipv4Addr::LOCALHOST), "sqlite://x.db");
+        let settings = countersign_config::load_str(
+            &text,
+            "dev",
+            &Env::from_pairs(Vec::<(String, String)>::new()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(settings.gates.len(), 3);
+        assert_eq!(settings.issuers.len(), 2);
+    }
+}

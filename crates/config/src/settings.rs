@@ -1,0 +1,117 @@
+//! The resolved runtime settings: what the rest of countersign reads. Every value here has
+//! been checked, every duration parsed, every condition compiled and every secret read, so
+//! nothing downstream parses configuration again.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use countersign_core::secret::Secret;
+use countersign_core::{Condition, GateSet, PrincipalKind};
+
+/// Variables an `audit_readers` condition receives.
+pub const AUDIT_READER_VARIABLES: &[&str] = &["principal"];
+
+/// Signing algorithms an issuer may be configured to accept: asymmetric ones only, since an
+/// HMAC key would have to be shared with the provider, and never `none`.
+pub const SUPPORTED_ALGORITHMS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// The events a webhook may subscribe to.
+pub const WEBHOOK_EVENTS: &[&str] = &[
+    "request.created",
+    "request.approved",
+    "request.rejected",
+    "request.expired",
+    "request.cancelled",
+    "request.revoked",
+    "grant.redeemed",
+];
+
+/// Everything the configuration says.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The `[server]` section.
+    pub server: ServerSettings,
+    /// The `[[issuers]]`, in the order written.
+    pub issuers: Vec<IssuerConfig>,
+    /// Every gate, from the main file and the gates directory.
+    pub gates: GateSet,
+    /// The configuration files read from disk: the main file, then the gates directory's
+    /// files in name order (empty for [`crate::load_str`]). Secret files are not listed.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Settings {
+    /// The issuer of this name.
+    pub fn issuer(&self, name: &str) -> Option<&IssuerConfig> {
+        self.issuers.iter().find(|i| i.name == name)
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The `[server]` section.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// The address people and tokens know countersign by (the `iss` of grant tokens).
+    pub public_url: url::Url,
+    /// Where to listen (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// The database URL (default `sqlite://countersign.db`). May hold a password: never log.
+    pub database: String,
+    /// Who may read the whole audit log: a condition over `principal`.
+    pub audit_readers: Option<Condition>,
+    /// The longest a long-poll may wait (default 60s).
+    pub max_wait: chrono::Duration,
+    /// The log format (default text).
+    pub log_format: LogFormat,
+    /// How recent a sign-in must be to approve (default 10m).
+    pub approval_max_auth_age: chrono::Duration,
+    /// The directory of gate files: as configured (resolved against the config file's
+    /// directory), else `gates.d` next to the config file when that exists.
+    pub gates_dir: Option<PathBuf>,
+}
+
+/// One trusted OIDC provider.
+#[derive(Clone, Debug)]
+pub struct IssuerConfig {
+    /// Its name in configuration and conditions (`principal.issuer`).
+    pub name: String,
+    /// The issuer URL exactly as written: discovery metadata must match it byte for byte.
+    pub url: String,
+    /// Whether its tokens are people or workloads (workloads never approve).
+    pub kind: PrincipalKind,
+    /// The client id for browser login.
+    pub client_id: Option<String>,
+    /// The client secret for browser login.
+    pub client_secret: Option<Secret>,
+    /// The public client id the CLI signs in with (device flow or loopback + PKCE).
+    pub cli_client_id: Option<String>,
+    /// Scopes asked for at login (default `openid profile email`).
+    pub scopes: Vec<String>,
+    /// Accepted `aud` values of bearer tokens (never empty).
+    pub audiences: Vec<String>,
+    /// Accepted signing algorithms (default RS256, ES256, EdDSA).
+    pub algorithms: Vec<String>,
+    /// The claim holding the stable subject (default `sub`).
+    pub subject_claim: String,
+    /// The dotted path to the groups claim (default `groups`; `""` in configuration: none).
+    pub groups_claim: Option<String>,
+    /// For workloads: the claim naming the person behind the run (e.g. `actor_id`).
+    pub actor_claim: Option<String>,
+    /// The configured issuer the `actor_claim` value is a subject of.
+    pub actor_issuer: Option<String>,
+    /// Accepted `typ` values (JWT header or claim), when restricted.
+    pub token_types: Option<Vec<String>>,
+    /// How long fetched signing keys are kept (default 10m).
+    pub jwks_ttl: chrono::Duration,
+}

@@ -1,0 +1,66 @@
+//! Who is calling: the bearer token from the `Authorization` header, verified against the
+//! configured issuers. A failure is a 401 with an RFC 6750 challenge and an audit event naming
+//! the reason, never the token.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use countersign_core::Principal;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+
+/// The verified caller.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let path = parts.uri.path().to_string();
+        let method = parts.method.to_string();
+        let audit = |reason: &'static str, issuer: Option<String>| {
+            let engine = state.engine.clone();
+            let detail = json!({"method": method, "path": path, "issuer": issuer});
+            async move {
+                if let Err(e) = engine.record_auth_failure(reason, detail).await {
+                    tracing::error!(error = %e, "could not audit an authentication failure");
+                }
+            }
+        };
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            audit("missing_token", None).await;
+            return Err(ApiError::unauthorized(
+                None,
+                "this endpoint needs a bearer token (Authorization: Bearer <token>)",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            })
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            audit("malformed_authorization", None).await;
+            return Err(ApiError::unauthorized(
+                Some("invalid_request"),
+                "the authorization header must be 'Bearer <token>'",
+            ));
+        };
+        match state.verifier.verify(token, state.engine.now()).await {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(e) => {
+                tracing::info!(reason = e.reason(), "bearer token refused");
+                audit(e.reason(), None).await;
+                Err(ApiError::unauthorized(Some("invalid_token"), e.message()))
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! `/healthz` (the process answers) and `/readyz` (the database answers and every issuer is
+//! usable; the body says what is not).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::AppState;
+
+pub(super) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let database = match state.engine.store().ping().await {
+        Ok(()) => json!({"ready": true}),
+        Err(e) => json!({"ready": false, "error": e.to_string()}),
+    };
+    if state.verifier.statuses().iter().any(|s| !s.ready) {
+        state.verifier.refresh_all().await;
+    }
+    let issuers: Vec<Value> = state
+        .verifier
+        .statuses()
+        .iter()
+        .map(|s| json!({"name": s.name, "url": s.url, "ready": s.ready, "error": s.error}))
+        .collect();
+    let ready = database["ready"] == true && issuers.iter().all(|i| i["ready"] == true);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ready, "database": database, "issuers": issuers})),
+    )
+}

@@ -1,0 +1,117 @@
+//! The HTTP API (`/api/v1`), the health endpoints, and the layers every response passes
+//! through (body limit, security headers).
+
+mod audit;
+mod auth;
+mod error;
+mod extract;
+mod gates;
+mod health;
+mod requests;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::routing::{get, post};
+use countersign_config::Settings;
+use countersign_core::Engine;
+use countersign_identity::Verifier;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use auth::Caller;
+pub use error::ApiError;
+
+use crate::changes::Changes;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The use cases.
+    pub engine: Engine,
+    /// Bearer-token verification.
+    pub verifier: Verifier,
+    /// Change announcements, for long polls.
+    pub changes: Changes,
+    /// The resolved configuration.
+    pub settings: Arc<Settings>,
+}
+
+impl AppState {
+    /// Bundles the parts.
+    pub fn new(
+        engine: Engine,
+        verifier: Verifier,
+        changes: Changes,
+        settings: Arc<Settings>,
+    ) -> Self {
+        Self {
+            engine,
+            verifier,
+            changes,
+            settings,
+        }
+    }
+}
+
+/// The OpenAPI document describing `/api/v1`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/gates", get(gates::list))
+        .route("/requests", post(requests::create).get(requests::list))
+        .route("/requests/{id}", get(requests::get))
+        .route("/requests/{id}/approve", post(requests::approve))
+        .route("/requests/{id}/reject", post(requests::reject))
+        .route("/requests/{id}/cancel", post(requests::cancel))
+        .route("/requests/{id}/revoke", post(requests::revoke))
+        .route("/audit", get(audit::list));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
+        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
+        .layer(header_layer(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .layer(header_layer(header::CACHE_CONTROL, "no-store"))
+        .with_state(state)
+}
+
+fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}

@@ -1,0 +1,157 @@
+//! The JSON shapes the API answers with. They are the contract clients rely on, so they are
+//! built explicitly here rather than derived from domain types.
+
+use countersign_core::policy::Evaluation;
+use countersign_core::time::{format_duration, rfc3339};
+use countersign_core::{AuditEvent, Gate, ParamType, Principal, Request};
+use serde_json::{Value, json};
+
+/// A principal as shown to others.
+pub fn principal(p: &Principal) -> Value {
+    json!({
+        "issuer": p.identity.issuer,
+        "subject": p.identity.subject,
+        "name": p.name,
+        "email": p.email,
+        "kind": p.kind.as_str(),
+    })
+}
+
+/// A request with its rule standing.
+pub fn request(r: &Request, evaluation: Option<&Evaluation>) -> Value {
+    let rules: Vec<Value> = evaluation
+        .map(|ev| {
+            ev.rules
+                .iter()
+                .map(|rule| {
+                    json!({
+                        "name": rule.name,
+                        "stage": rule.stage,
+                        "min_approvals": rule.min_approvals,
+                        "satisfied": rule.satisfied,
+                        "open": rule.open,
+                        "approvals": rule.approvals.iter().map(|&i| {
+                            let d = &r.decisions[i];
+                            json!({
+                                "issuer": d.approver.identity.issuer,
+                                "subject": d.approver.identity.subject,
+                                "name": d.approver.name,
+                                "comment": d.comment,
+                                "at": rfc3339(&d.at),
+                            })
+                        }).collect::<Vec<_>>(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let decisions: Vec<Value> = r
+        .decisions
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            json!({
+                "approver": {"issuer": d.approver.identity.issuer, "subject": d.approver.identity.subject, "name": d.approver.name},
+                "verdict": d.verdict.as_str(),
+                "comment": d.comment,
+                "rule": evaluation.and_then(|ev| ev.rule_of(i)),
+                "at": rfc3339(&d.at),
+            })
+        })
+        .collect();
+    let waiting_for: Vec<String> = match (r.state, evaluation) {
+        (countersign_core::State::Pending, Some(ev)) => ev.waiting_for(),
+        _ => Vec::new(),
+    };
+    json!({
+        "id": r.id,
+        "gate": r.gate,
+        "state": r.state.as_str(),
+        "approval": r.approval,
+        "params": r.params,
+        "reason": r.reason,
+        "ticket": r.ticket,
+        "duration": format_duration(chrono::Duration::seconds(r.duration_secs)),
+        "duration_seconds": r.duration_secs,
+        "requester": principal(&r.requester),
+        "digest": r.digest,
+        "created_at": rfc3339(&r.created_at),
+        "expires_at": rfc3339(&r.expires_at),
+        "decided_at": r.decided_at.as_ref().map(rfc3339),
+        "updated_at": rfc3339(&r.updated_at),
+        "rules": rules,
+        "decisions": decisions,
+        "waiting_for": waiting_for,
+        "version": r.version,
+    })
+}
+
+/// A gate as shown to a caller, with what they may do.
+pub fn gate(g: &Gate, can_request: bool, can_approve: bool) -> Value {
+    let params: serde_json::Map<String, Value> = g
+        .params
+        .values()
+        .map(|p| {
+            let mut v = json!({"type": p.type_name(), "required": p.required, "description": p.description});
+            match &p.ty {
+                ParamType::String { pattern, max_length } => {
+                    v["pattern"] = json!(pattern.as_ref().map(|r| r.as_str()));
+                    v["max_length"] = json!(max_length);
+                }
+                ParamType::Int { min, max } => {
+                    v["min"] = json!(min);
+                    v["max"] = json!(max);
+                }
+                ParamType::Enum { values } => v["values"] = json!(values),
+                ParamType::Bool => {}
+            }
+            (p.name.clone(), v)
+        })
+        .collect();
+    json!({
+        "name": g.name,
+        "description": g.description,
+        "can_request": can_request,
+        "can_approve": can_approve,
+        "reason": requirement(g.reason),
+        "ticket": requirement(g.ticket),
+        "pending_ttl": format_duration(g.pending_ttl),
+        "grant": {
+            "audience": g.grant.audience,
+            "ttl": format_duration(g.grant.ttl),
+            "max_ttl": format_duration(g.grant.max_ttl),
+            "single_use": g.grant.single_use,
+        },
+        "params": params,
+        "rules": g.rules.iter().map(|r| json!({
+            "name": r.name,
+            "approvers": r.approvers.source(),
+            "min_approvals": r.min_approvals,
+            "stage": r.stage,
+            "reject_threshold": r.reject_threshold,
+        })).collect::<Vec<_>>(),
+        "auto_approve": g.auto_approve.as_ref().map(|c| c.source()),
+    })
+}
+
+fn requirement(r: countersign_core::Requirement) -> &'static str {
+    match r {
+        countersign_core::Requirement::Required => "required",
+        countersign_core::Requirement::Optional => "optional",
+    }
+}
+
+/// One audit event.
+pub fn audit_event(e: &AuditEvent) -> Value {
+    json!({
+        "seq": e.seq,
+        "at": rfc3339(&e.at),
+        "actor": {"issuer": e.actor.issuer, "subject": e.actor.subject},
+        "action": e.action,
+        "request_id": e.request_id,
+        "digest": e.digest,
+        "detail": e.detail,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    })
+}

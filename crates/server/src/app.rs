@@ -1,0 +1,228 @@
+//! Start-up: from resolved settings to a listening server with its workers.
+//! `Application::build` binds first (port 0 in tests), so callers learn the address before
+//! serving starts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use countersign_config::{IssuerConfig, Settings};
+use countersign_core::{Clock, Engine};
+use countersign_identity::{IssuerSettings, Verifier};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState};
+use crate::changes::Changes;
+use crate::clock::SystemClock;
+
+/// Knobs that are not configuration: what tests and the dev sandbox inject.
+pub struct BuildOptions {
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Extra routes merged into the app (the dev sandbox mounts its issuer here).
+    pub extra_routes: Option<axum::Router>,
+    /// An already-bound listener to serve on instead of `server.listen`.
+    pub listener: Option<TcpListener>,
+    /// How often the expiry sweeper runs; `None` disables it (tests call it directly).
+    pub sweep_every: Option<Duration>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("sweep_every", &self.sweep_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            extra_routes: None,
+            listener: None,
+            sweep_every: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+    sweep_every: Option<Duration>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Turns an issuer's configuration into what the verifier needs.
+pub fn issuer_settings(config: &IssuerConfig) -> anyhow::Result<IssuerSettings> {
+    let mut s = IssuerSettings::new(
+        &config.name,
+        &config.url,
+        config.kind,
+        config.audiences.clone(),
+    );
+    s.algorithms = config
+        .algorithms
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| anyhow::anyhow!("issuer {}: unsupported algorithm {a}", config.name))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    s.subject_claim = config.subject_claim.clone();
+    s.groups_claim = config.groups_claim.clone();
+    s.actor_claim = config.actor_claim.clone();
+    s.actor_issuer = config.actor_issuer.clone();
+    if let Some(types) = &config.token_types {
+        s.token_types = types.clone();
+    }
+    s.jwks_ttl = config.jwks_ttl.to_std().unwrap_or(Duration::from_secs(600));
+    Ok(s)
+}
+
+impl Application {
+    /// Opens the store (applying migrations), builds the verifier and the engine, and binds.
+    pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
+        let store = countersign_store::open(&settings.server.database)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    redact_url(&settings.server.database)
+                )
+            })?;
+        let issuers = settings
+            .issuers
+            .iter()
+            .map(issuer_settings)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let verifier = Verifier::new(issuers, countersign_identity::http_client())
+            .map_err(|e| anyhow::anyhow!("issuers: {e}"))?;
+        let changes = Changes::new();
+        let engine = Engine::new(
+            store,
+            options.clock.clone(),
+            Arc::new(settings.gates.clone()),
+        )
+        .with_listener(Arc::new(changes.clone()))
+        .with_audit_readers(settings.server.audit_readers.clone());
+        let listener = match options.listener {
+            Some(l) => l,
+            None => TcpListener::bind(settings.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.server.listen))?,
+        };
+        let state = AppState::new(engine, verifier, changes, Arc::new(settings));
+        let mut router = api::router(state.clone());
+        if let Some(extra) = options.extra_routes {
+            router = router.merge(extra);
+        }
+        Ok(Self {
+            listener,
+            router,
+            state,
+            sweep_every: options.sweep_every,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The shared state (tests use it to reach the engine).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then finishes in-flight calls.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let sweeper = self
+            .sweep_every
+            .map(|every| spawn_sweeper(self.state.clone(), every));
+        // Discover issuers in the background: an issuer served by this very process (the dev
+        // sandbox) answers only once serving has started.
+        let warm = self.state.clone();
+        tokio::spawn(async move { warm.verifier.refresh_all().await });
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        if let Some(s) = sweeper {
+            s.abort();
+        }
+        result.context("server failed")
+    }
+
+    /// Serves in a background task (tests); the task ends when the runtime does.
+    pub fn spawn(self) -> (SocketAddr, JoinHandle<anyhow::Result<()>>) {
+        let addr = self.local_addr();
+        (addr, tokio::spawn(self.run_until(std::future::pending())))
+    }
+}
+
+fn spawn_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match state.engine.expire_due().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(expired = n, "expired pending requests"),
+                Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
+            }
+        }
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{}@{}", &url[..scheme], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down; finishing in-flight calls");
+}

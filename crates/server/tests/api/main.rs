@@ -1,0 +1,6 @@
+//! API tests: the app on port 0, a real OpenID provider for people and another for the CI
+//! workload (panva `oidc-provider`), and a real database (SQLite, and PostgreSQL started by the
+//! harness). Each scenario runs against both backends.
+
+mod helpers;
+mod scenarios;
