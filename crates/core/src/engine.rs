@@ -267,7 +267,7 @@ impl Engine {
             updated_at: now,
             decisions: Vec::new(),
         };
-        self.store.insert_request(&request, &events).await?;
+        self.store.insert_request(&request, &events, &[]).await?;
         self.changed(&request);
         Ok(request)
     }
@@ -534,6 +534,7 @@ impl Engine {
                     digest: Some(request.digest.clone()),
                     detail: json!({"gate": request.gate, "reason": reason}),
                 }],
+                outbox: Vec::new(),
             };
             match self.store.apply(&transition).await {
                 Ok(()) => {
@@ -567,6 +568,7 @@ impl Engine {
                 digest: Some(request.digest.clone()),
                 detail: json!({"gate": request.gate, "expires_at": crate::time::rfc3339(&request.expires_at)}),
             }],
+            outbox: Vec::new(),
         };
         match self.store.apply(&transition).await {
             Ok(()) => {

@@ -40,6 +40,15 @@ pub enum EngineError {
     /// The caller already decided this request.
     #[error("you already decided this request")]
     AlreadyDecided,
+    /// A single-use grant was already redeemed.
+    #[error("this grant was already redeemed; single-use grants give one token")]
+    AlreadyRedeemed,
+    /// The grant cannot be issued now (outside the approved window, say).
+    #[error("{0}")]
+    GrantUnavailable(String),
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing(String),
     /// The store failed.
     #[error("storage failure")]
     Store(#[from] StoreError),
@@ -58,7 +67,9 @@ impl EngineError {
             EngineError::DigestMismatch => "digest_mismatch",
             EngineError::WrongState(_) => "not_pending",
             EngineError::AlreadyDecided => "already_decided",
-            EngineError::Store(_) => "internal",
+            EngineError::AlreadyRedeemed => "already_redeemed",
+            EngineError::GrantUnavailable(_) => "grant_unavailable",
+            EngineError::Store(_) | EngineError::Signing(_) => "internal",
             EngineError::Busy => "busy",
         }
     }

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod grant;
 pub mod ids;
 pub mod policy;
 pub mod ports;
@@ -25,7 +26,9 @@ pub use engine::Engine;
 pub use error::EngineError;
 pub use gate::{Gate, GateSet, GrantSpec, ParamSpec, ParamType, Requirement, Rule, WebhookSpec};
 pub use ids::{Digest, RequestId};
-pub use ports::{Clock, RequestFilter, Store, StoreError, Transition};
+pub use ports::{
+    Clock, GrantSigner, KeyStore, OutboxStore, RequestFilter, Store, StoreError, Transition,
+};
 pub use principal::{Identity, Principal, PrincipalKind};
 pub use request::{Decision, Request, State, Verdict};
 pub use time::Timestamp;

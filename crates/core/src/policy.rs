@@ -508,6 +508,7 @@ pub fn decide(
             at: permit.now,
             decision: Some(decision),
             events,
+            outbox: Vec::new(),
         },
         request: next,
         evaluation,

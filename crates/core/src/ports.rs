@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord};
 use crate::ids::RequestId;
 use crate::principal::Identity;
 use crate::request::{ApprovalPath, Decision, Request, State};
@@ -72,6 +73,8 @@ pub struct Transition {
     pub decision: Option<Decision>,
     /// Audit events, appended to the chain in the same transaction.
     pub events: Vec<NewAuditEvent>,
+    /// Webhook messages, written to the outbox in the same transaction.
+    pub outbox: Vec<OutboxMessage>,
 }
 
 /// Which end of the id order to start from.
@@ -112,6 +115,35 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// What happened to one delivery attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx: done.
+    Delivered,
+    /// Try again at `next_attempt_at`.
+    Retry {
+        /// When.
+        next_attempt_at: Timestamp,
+        /// What went wrong (status code or transport error; never a secret).
+        error: String,
+    },
+    /// Give up: the delivery is `failed` until retried by hand.
+    Failed {
+        /// What went wrong last.
+        error: String,
+    },
+}
+
+/// Signs grant tokens. Implemented by the tokens adapter over the stored keys.
+#[async_trait]
+pub trait GrantSigner: Send + Sync + std::fmt::Debug {
+    /// The `iss` of our tokens (the public URL).
+    fn issuer(&self) -> &str;
+    /// Adds `iss`, signs `claims` with the current key (header `typ: at+jwt`, `kid`), and
+    /// returns the compact token and the key id.
+    async fn sign(&self, claims: &serde_json::Value) -> Result<(String, String), String>;
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -135,11 +167,13 @@ pub enum StoreError {
 /// no event, no change.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Stores a new request (with no decisions) and its events.
+    /// Stores a new request (with no decisions), its events and its outbox messages, in one
+    /// transaction.
     async fn insert_request(
         &self,
         request: &Request,
         events: &[NewAuditEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
 
     /// Reads a request with its decisions, oldest first.
@@ -167,4 +201,81 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // ---- grants ----
+
+    /// Records an issued grant in one transaction with its events and outbox messages, only
+    /// if the request is still `approved` at `request_version` (else `Conflict`, nothing
+    /// written). With `single_use`, a second grant for the same request is refused with
+    /// `Duplicate` (nothing written) — the atomic consume of a one-time grant.
+    async fn insert_grant(
+        &self,
+        grant: &GrantRecord,
+        request_version: i64,
+        single_use: bool,
+        events: &[NewAuditEvent],
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError>;
+
+    /// The grant with this `jti`.
+    async fn get_grant(&self, jti: &str) -> Result<Option<GrantRecord>, StoreError>;
+
+    /// Marks a grant revoked (first revocation wins; later calls change nothing) and appends
+    /// `events` in the same transaction when it changed. Returns whether it changed.
+    async fn revoke_grant(
+        &self,
+        jti: &str,
+        at: Timestamp,
+        events: &[NewAuditEvent],
+    ) -> Result<bool, StoreError>;
+}
+
+/// Durable storage of signing keys (private parts sealed by the tokens adapter).
+#[async_trait]
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// Every signing key, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    /// Adds a key and, in the same transaction, sets `publish_until` on the keys listed in
+    /// `retire` (kid, until) and appends `events`.
+    async fn add_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire: &[(String, Timestamp)],
+        events: &[NewAuditEvent],
+    ) -> Result<(), StoreError>;
+}
+
+/// The webhook outbox: deliveries written with the changes they announce, taken by workers.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + std::fmt::Debug {
+    /// Takes up to `limit` pending deliveries due at `now`, oldest first, and leases them
+    /// until `now + lease` (their `next_attempt_at` moves there) so no other worker takes them
+    /// meanwhile. With PostgreSQL the rows are claimed with `FOR UPDATE SKIP LOCKED`.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Records an attempt's outcome (increments `attempts`).
+    async fn record_attempt(
+        &self,
+        id: &str,
+        outcome: &AttemptOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Lists deliveries, newest first, optionally by state, after a cursor id.
+    async fn list_deliveries(
+        &self,
+        state: Option<DeliveryState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Moves a `failed` delivery back to `pending`, due at `now`, with its attempt count
+    /// reset. Returns `false` when there is no failed delivery with that id.
+    async fn retry_delivery(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
