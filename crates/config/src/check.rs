@@ -458,6 +458,49 @@ impl<'a> Fields<'a> {
         ctx.choice(node, &self.key(key), allowed)
     }
 
+    /// A secret that must be given exactly one way: inline (`inline`) or read from a file
+    /// (`file`). Both is a problem, reported at the second; neither is reported at the table
+    /// with `missing`. Returns the secret with the node and the full key that gave it.
+    pub fn required_secret(
+        &self,
+        ctx: &mut Ctx,
+        inline: &str,
+        file: &str,
+        missing: &str,
+    ) -> Option<(Secret, &'a Node, String)> {
+        match (self.get(inline), self.get(file)) {
+            (Some(first), Some(second)) => {
+                // Not used, yet still never to be quoted.
+                if let Some(text) = match (&first.value, &first.env_text) {
+                    (Value::String(s), _) => Some(s),
+                    (_, t) => t.as_ref(),
+                } {
+                    ctx.remember_secret(text);
+                }
+                ctx.report(
+                    &second.origin,
+                    &self.key(file),
+                    format!("set only one of {inline} and {file}"),
+                );
+                None
+            }
+            (Some(node), None) => {
+                let key = self.key(inline);
+                let secret = ctx.inline_secret(node, &key)?;
+                Some((secret, node, key))
+            }
+            (None, Some(node)) => {
+                let key = self.key(file);
+                let secret = ctx.read_secret_file(node, &key)?;
+                Some((secret, node, key))
+            }
+            (None, None) => {
+                self.missing(ctx, inline, missing);
+                None
+            }
+        }
+    }
+
     /// Reports `a` and `b` both being set (at `b`), for pairs such as `secret` and
     /// `secret_file`.
     pub fn exclusive(&self, ctx: &mut Ctx, a: &str, b: &str) -> bool {

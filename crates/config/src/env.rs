@@ -12,15 +12,17 @@ use crate::check::Ctx;
 use crate::tree::{Node, Origin, Table, Value, parse_env_value};
 
 const PREFIX: &str = "COUNTERSIGN_";
-/// Arrays of tables, whose elements an override picks by `name` (or by position).
-const NAMED_ARRAYS: &[(&str, &str)] = &[
+/// Arrays of tables, whose elements an override picks by `name` (or by position): at the top
+/// level, and inside those elements (a gate's `rules` and `webhooks`; the top-level
+/// `[webhooks]` is a plain table).
+const ROOT_NAMED_ARRAYS: &[(&str, &str)] = &[
     ("issuers", "issuer"),
+    ("resource_servers", "resource server"),
     ("gates", "gate"),
-    ("rules", "rule"),
-    ("webhooks", "webhook"),
 ];
+const NESTED_NAMED_ARRAYS: &[(&str, &str)] = &[("rules", "rule"), ("webhooks", "webhook")];
 /// Keys whose values are secrets, so that they are scrubbed from every message.
-const SECRET_KEYS: &[&str] = &["client_secret", "secret"];
+const SECRET_KEYS: &[&str] = &["client_secret", "secret", "key_encryption_key"];
 
 /// A snapshot of environment variables, taken once so that loading is repeatable and tests do
 /// not touch the process environment.
@@ -181,7 +183,14 @@ pub(crate) fn apply(ctx: &mut Ctx, root: &mut Node, overrides: &[Override], gate
         return;
     };
     for o in overrides.iter().filter(|o| o.is_gate() == gates) {
-        if let Err(message) = set(table, &root_origin, &o.segments, &o.var, o.node.clone()) {
+        if let Err(message) = set(
+            table,
+            &root_origin,
+            true,
+            &o.segments,
+            &o.var,
+            o.node.clone(),
+        ) {
             ctx.report(&Origin::Env { var: o.var.clone() }, "", message);
         }
     }
@@ -193,6 +202,7 @@ pub(crate) fn apply(ctx: &mut Ctx, root: &mut Node, overrides: &[Override], gate
 fn set(
     table: &mut Table,
     table_origin: &Origin,
+    at_root: bool,
     segments: &[String],
     var: &str,
     value: Node,
@@ -210,7 +220,12 @@ fn set(
     }
     let next = &segments[1..];
 
-    if let Some((_, what)) = NAMED_ARRAYS.iter().find(|(k, _)| *k == key) {
+    let named_arrays = if at_root {
+        ROOT_NAMED_ARRAYS
+    } else {
+        NESTED_NAMED_ARRAYS
+    };
+    if let Some((_, what)) = named_arrays.iter().find(|(k, _)| *k == key) {
         let Some(node) = table.get_mut(&key) else {
             return Err(format!(
                 "no {what} named '{}' ({key} has none)",
@@ -258,7 +273,7 @@ fn set(
             let element = &mut items[index];
             let origin = element.origin.clone();
             return match &mut element.value {
-                Value::Table(t) => set(t, &origin, &next[1..], var, value),
+                Value::Table(t) => set(t, &origin, false, &next[1..], var, value),
                 other => Err(format!("{key} holds {}, not tables", other.kind())),
             };
         }
@@ -280,7 +295,7 @@ fn set(
     };
     let origin = node.origin.clone();
     match &mut node.value {
-        Value::Table(t) => set(t, &origin, next, var, value),
+        Value::Table(t) => set(t, &origin, false, next, var, value),
         other => Err(format!(
             "'{key}' is {}, not a table, so it has no key '{}'",
             other.kind(),

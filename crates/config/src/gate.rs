@@ -10,7 +10,7 @@ use countersign_core::{Gate, GrantSpec, ParamSpec, ParamType, Requirement, Rule,
 use regex::Regex;
 
 use crate::check::{Ctx, Fields, check_url, element_label, is_name};
-use crate::settings::WEBHOOK_EVENTS;
+use crate::settings::{DEFAULT_GRANT_TTL, WEBHOOK_EVENTS};
 use crate::tree::{Node, Origin, Value, one_line};
 
 const KEYS: &[&str] = &[
@@ -371,7 +371,7 @@ fn grant(
     gate_name: &str,
     declared: &[String],
 ) -> Option<GrantSpec> {
-    let default_ttl = Duration::minutes(15);
+    let default_ttl = DEFAULT_GRANT_TTL;
     let Some(node) = gate.get("grant") else {
         return Some(GrantSpec {
             audience: gate_name.to_string(),

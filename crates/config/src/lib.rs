@@ -8,19 +8,21 @@
 //! included — and reported with its file, line and key ([`ConfigErrors`]); only a TOML syntax
 //! error stops the run early, since nothing after it can be trusted.
 //!
-//! Paths in the configuration (`gates_dir`, `client_secret_file`, `secret_file`) that are
-//! relative resolve against the directory of the file that names them (`gates_dir`: the main
-//! file's directory, even when set from the environment). Paths in environment variables
-//! (`…_FILE`) resolve against the working directory.
+//! Paths in the configuration (`gates_dir`, `key_encryption_key_file`, `client_secret_file`,
+//! `secret_file`) that are relative resolve against the directory of the file that names them
+//! (`gates_dir`: the main file's directory, even when set from the environment). Paths in
+//! environment variables (`…_FILE`) resolve against the working directory.
 
 mod check;
 mod env;
 mod gate;
 mod issuer;
 mod problem;
+mod resource_server;
 mod server;
 mod settings;
 mod tree;
+mod webhooks;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,15 +32,16 @@ use countersign_core::GateSet;
 pub use env::Env;
 pub use problem::{ConfigErrors, ENVIRONMENT, Problem};
 pub use settings::{
-    AUDIT_READER_VARIABLES, IssuerConfig, LogFormat, SUPPORTED_ALGORITHMS, ServerSettings,
-    Settings, WEBHOOK_EVENTS,
+    AUDIT_READER_VARIABLES, GRANT_SIGNING_ALGORITHMS, IssuerConfig, LogFormat,
+    ResourceServerConfig, SUPPORTED_ALGORITHMS, ServerSettings, Settings, WEBHOOK_EVENTS,
+    WebhookSettings,
 };
 
 use check::{Ctx, Fields, resolve_path};
 use tree::{Node, Origin, Value, parse_document};
 
 /// The keys of the main file's top level.
-const ROOT_KEYS: &[&str] = &["server", "issuers", "gates"];
+const ROOT_KEYS: &[&str] = &["server", "webhooks", "issuers", "resource_servers", "gates"];
 /// The gates directory looked for next to the main file when `gates_dir` is not set.
 const DEFAULT_GATES_DIR: &str = "gates.d";
 
@@ -95,17 +98,23 @@ fn run(mut ctx: Ctx, text: &str, env: &Env, from_disk: bool) -> Result<Settings,
 
     let resolved = Fields::open(&mut ctx, &root, String::new(), ROOT_KEYS).map(|root| {
         let server = server::resolve(&mut ctx, &root, gates_dir);
+        let webhooks = webhooks::resolve(&mut ctx, &root);
         let issuers = issuer::resolve_all(&mut ctx, &root);
+        let resource_servers = resource_server::resolve_all(&mut ctx, &root);
         let gates = gate::resolve_all(&mut ctx, &root);
-        (server, issuers, gates)
+        (server, webhooks, issuers, resource_servers, gates)
     });
     match resolved {
-        Some((Some(server), issuers, gates)) if !ctx.has_problems() => Ok(Settings {
-            server,
-            issuers,
-            gates: GateSet::new(gates),
-            sources,
-        }),
+        Some((Some(server), webhooks, issuers, resource_servers, gates)) if !ctx.has_problems() => {
+            Ok(Settings {
+                server,
+                issuers,
+                gates: GateSet::new(gates),
+                webhooks,
+                resource_servers,
+                sources,
+            })
+        }
         _ => Err(ctx.into_errors()),
     }
 }

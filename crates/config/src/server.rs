@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use chrono::Duration;
 
 use crate::check::{Ctx, Fields, check_url};
-use crate::settings::{AUDIT_READER_VARIABLES, LogFormat, ServerSettings};
+use crate::settings::{
+    AUDIT_READER_VARIABLES, GRANT_SIGNING_ALGORITHMS, LogFormat, ServerSettings,
+};
 
 const KEYS: &[&str] = &[
     "public_url",
@@ -17,6 +19,10 @@ const KEYS: &[&str] = &[
     "log_format",
     "approval_max_auth_age",
     "gates_dir",
+    "key_encryption_key",
+    "key_encryption_key_file",
+    "signing_alg",
+    "key_rotation_delay",
 ];
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -118,6 +124,36 @@ pub(crate) fn resolve(
     // The path itself was resolved by the loader; only its type is checked here.
     f.text(ctx, "gates_dir");
 
+    let key_encryption_key = f
+        .required_secret(
+            ctx,
+            "key_encryption_key",
+            "key_encryption_key_file",
+            "missing: set key_encryption_key or key_encryption_key_file (or the environment \
+             variable COUNTERSIGN_SERVER__KEY_ENCRYPTION_KEY or \
+             COUNTERSIGN_SERVER__KEY_ENCRYPTION_KEY_FILE): the key that encrypts the \
+             grant-signing keys at rest, 32 random bytes as base64 or hex, e.g. from \
+             `openssl rand -base64 32`",
+        )
+        .and_then(
+            |(secret, node, key)| match check_key_form(secret.expose()) {
+                Ok(()) => Some(secret),
+                Err(e) => {
+                    ctx.report(&node.origin, &key, e);
+                    None
+                }
+            },
+        );
+    let signing_alg = match f.get("signing_alg") {
+        None => Some(GRANT_SIGNING_ALGORITHMS[0].to_string()),
+        Some(_) => f
+            .choice(ctx, "signing_alg", GRANT_SIGNING_ALGORITHMS)
+            .map(str::to_string),
+    };
+    let key_rotation_delay = f
+        .duration(ctx, "key_rotation_delay")
+        .unwrap_or(Duration::hours(1));
+
     Some(ServerSettings {
         public_url: public_url?,
         listen: listen?,
@@ -127,5 +163,116 @@ pub(crate) fn resolve(
         log_format,
         approval_max_auth_age,
         gates_dir,
+        key_encryption_key: key_encryption_key?,
+        signing_alg: signing_alg?,
+        key_rotation_delay,
     })
+}
+
+/// Checks that a key-encryption key is 32 bytes written as base64 (standard or URL-safe
+/// alphabet, padding optional) or as 64 hex characters. Messages never quote the key.
+fn check_key_form(text: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected 32 bytes as base64 (standard or URL-safe, padding optional) \
+                            or as 64 hex characters, e.g. from `openssl rand -base64 32`";
+    if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    match base64_len(text) {
+        Some(32) => Ok(()),
+        Some(n) => Err(format!(
+            "not a valid key: it decodes to {n} bytes as base64; {EXPECTED}"
+        )),
+        None if text.bytes().all(|b| b.is_ascii_hexdigit()) => Err(format!(
+            "not a valid key: it has {} hex characters; {EXPECTED}",
+            text.len()
+        )),
+        None => Err(format!("not a valid key: {EXPECTED}")),
+    }
+}
+
+/// How many bytes `text` decodes to as canonical base64 (one alphabet, correct padding if
+/// any, no stray bits in the last character), or `None` when it is not base64.
+fn base64_len(text: &str) -> Option<usize> {
+    let body = text.trim_end_matches('=');
+    let padding = text.len() - body.len();
+    if body.is_empty() || padding > 2 || (padding > 0 && !text.len().is_multiple_of(4)) {
+        return None;
+    }
+    let standard = body.bytes().any(|b| b == b'+' || b == b'/');
+    let url_safe = body.bytes().any(|b| b == b'-' || b == b'_');
+    if standard && url_safe {
+        return None;
+    }
+    let mut last = 0;
+    for b in body.bytes() {
+        last = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+    }
+    match body.len() % 4 {
+        1 => None,
+        // The last character carries 4 (or 2) bits that belong to no byte: they must be 0.
+        2 if last & 0x0f != 0 => None,
+        3 if last & 0x03 != 0 => None,
+        _ => Some(body.len() * 3 / 4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_forms() {
+        // 32 bytes: 0x00, 0x01, …, 0x1f, and 32 bytes that use the alphabets' last symbols.
+        let hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        let standard = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let symbols = "+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/s=";
+        let url_safe = "-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_s";
+        for ok in [
+            hex,
+            &hex.to_ascii_uppercase(),
+            standard,
+            standard.trim_end_matches('='),
+            symbols,
+            url_safe,
+            &format!("{url_safe}="),
+        ] {
+            assert_eq!(check_key_form(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            &hex[..62],
+            &format!("{hex}00"),
+            &hex.replace('a', "g"),
+            // 16 and 48 bytes.
+            "AAECAwQFBgcICQoLDA0ODw==",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v",
+            // Wrong padding, stray bits, mixed alphabets, whitespace, other characters.
+            &format!("{standard}="),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=",
+            "+_v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/v7+/s=",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUF RYXGBkaGxwdHh8=",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8.",
+        ] {
+            let e = check_key_form(bad).expect_err(bad);
+            assert!(e.starts_with("not a valid key"), "{e}");
+            assert!(bad.len() < 4 || !e.contains(bad), "{e}");
+        }
+        assert!(
+            check_key_form("AAECAwQFBgcICQoLDA0ODw==")
+                .unwrap_err()
+                .contains("decodes to 16 bytes")
+        );
+        assert!(
+            check_key_form(&hex[..62])
+                .unwrap_err()
+                .contains("62 hex characters")
+        );
+    }
 }

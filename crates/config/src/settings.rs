@@ -17,6 +17,14 @@ pub const SUPPORTED_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// Algorithms countersign may sign grant tokens with (`server.signing_alg`), the default
+/// first.
+pub const GRANT_SIGNING_ALGORITHMS: &[&str] = &["ES256", "EdDSA", "RS256"];
+
+/// A gate's grant window when its `[grant]` does not set one; also what
+/// [`Settings::max_grant_ttl`] says when there are no gates.
+pub(crate) const DEFAULT_GRANT_TTL: chrono::Duration = chrono::Duration::minutes(15);
+
 /// The events a webhook may subscribe to.
 pub const WEBHOOK_EVENTS: &[&str] = &[
     "request.created",
@@ -37,6 +45,11 @@ pub struct Settings {
     pub issuers: Vec<IssuerConfig>,
     /// Every gate, from the main file and the gates directory.
     pub gates: GateSet,
+    /// The `[webhooks]` section: how webhooks are delivered (defaults when absent).
+    pub webhooks: WebhookSettings,
+    /// The `[[resource_servers]]`, in the order written: the services that verify grant
+    /// tokens and authenticate to countersign's standards endpoints.
+    pub resource_servers: Vec<ResourceServerConfig>,
     /// The configuration files read from disk: the main file, then the gates directory's
     /// files in name order (empty for [`crate::load_str`]). Secret files are not listed.
     pub sources: Vec<PathBuf>,
@@ -46,6 +59,22 @@ impl Settings {
     /// The issuer of this name.
     pub fn issuer(&self, name: &str) -> Option<&IssuerConfig> {
         self.issuers.iter().find(|i| i.name == name)
+    }
+
+    /// The resource server of this name.
+    pub fn resource_server(&self, name: &str) -> Option<&ResourceServerConfig> {
+        self.resource_servers.iter().find(|r| r.name == name)
+    }
+
+    /// The longest a grant token can live: the largest `grant.max_ttl` over all gates, or
+    /// 15 minutes when there are no gates. A retired signing key must stay published at
+    /// least this long, so that every token it signed can still be verified.
+    pub fn max_grant_ttl(&self) -> chrono::Duration {
+        self.gates
+            .iter()
+            .map(|g| g.grant.max_ttl)
+            .max()
+            .unwrap_or(DEFAULT_GRANT_TTL)
     }
 }
 
@@ -79,6 +108,52 @@ pub struct ServerSettings {
     /// The directory of gate files: as configured (resolved against the config file's
     /// directory), else `gates.d` next to the config file when that exists.
     pub gates_dir: Option<PathBuf>,
+    /// The key that encrypts the grant-signing keys at rest, as configured: 32 bytes as
+    /// base64 (standard or URL-safe, padding optional) or 64 hex characters. Its form has
+    /// been checked; the tokens crate decodes it. Never log.
+    pub key_encryption_key: Secret,
+    /// The algorithm grant tokens are signed with: one of [`GRANT_SIGNING_ALGORITHMS`]
+    /// (default `ES256`).
+    pub signing_alg: String,
+    /// How long a new signing key is published before it signs anything, so that verifiers'
+    /// cached key sets pick it up first (default 1h).
+    pub key_rotation_delay: chrono::Duration,
+}
+
+/// The `[webhooks]` section: delivery of webhook calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// How many times one event is tried before it is given up (1..=50, default 8).
+    pub max_attempts: u32,
+    /// How long one call may take (default 10s, at most 60s).
+    pub timeout: chrono::Duration,
+    /// The wait before the first retry; it doubles with each further one (default 5s).
+    pub backoff_base: chrono::Duration,
+    /// The longest wait between two tries (default 1h, at least `backoff_base`).
+    pub backoff_max: chrono::Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            timeout: chrono::Duration::seconds(10),
+            backoff_base: chrono::Duration::seconds(5),
+            backoff_max: chrono::Duration::hours(1),
+        }
+    }
+}
+
+/// One resource server: a service that verifies grant tokens and authenticates to the
+/// standards endpoints (introspection) with its client credentials.
+#[derive(Clone, Debug)]
+pub struct ResourceServerConfig {
+    /// Its name in configuration (same rules as issuer names).
+    pub name: String,
+    /// The client id it authenticates with (unique among resource servers).
+    pub client_id: String,
+    /// The client secret it authenticates with.
+    pub client_secret: Secret,
 }
 
 /// One trusted OIDC provider.

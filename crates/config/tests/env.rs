@@ -5,12 +5,12 @@ mod common;
 
 use std::fs;
 
-use common::{BASE, errors_with, list};
+use common::{BASE, KEK, errors_with, list};
 use countersign_config::{Env, Problem, load, load_str};
 
 const CONFIG: &str = r#"[server]
 public_url = "https://approvals.example.com"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "my-okta"
 url = "https://acme.okta.com/oauth2/default"
@@ -124,15 +124,22 @@ fn overrides_reach_gates_in_the_gates_directory() {
 fn overrides_create_missing_sections() {
     let text =
         "[[issuers]]\nname = \"okta\"\nurl = \"https://acme.okta.com\"\naudiences = [\"a\"]\n";
-    let e = env(&[(
-        "COUNTERSIGN_SERVER__PUBLIC_URL",
-        "https://from-env.example.com",
-    )]);
+    let e = env(&[
+        (
+            "COUNTERSIGN_SERVER__PUBLIC_URL",
+            "https://from-env.example.com",
+        ),
+        ("COUNTERSIGN_SERVER__KEY_ENCRYPTION_KEY", KEK),
+        ("COUNTERSIGN_WEBHOOKS__MAX_ATTEMPTS", "3"),
+    ]);
     let s = load_str(text, "countersign.toml", &e).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         s.server.public_url.as_str(),
         "https://from-env.example.com/"
     );
+    assert!(s.server.key_encryption_key.ct_eq(KEK));
+    // The top-level [webhooks] is a table, not a gate's [[gates.webhooks]].
+    assert_eq!(s.webhooks.max_attempts, 3);
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::fs;
 
-use countersign_config::{Env, LogFormat, load};
+use countersign_config::{Env, LogFormat, WebhookSettings, load};
 use countersign_core::{ParamType, PrincipalKind, Requirement};
 
 /// SPEC §2, verbatim except for the secret paths, which point into a temporary directory.
@@ -12,6 +12,7 @@ const SPEC_EXAMPLE: &str = r#"[server]
 public_url = "https://approvals.example.com"
 listen = "0.0.0.0:8080"
 database = "sqlite://countersign.db"        # or "postgres://user@host/db"
+key_encryption_key_file = "/run/secrets/countersign-kek"
 
 [[issuers]]
 name = "okta"
@@ -58,11 +59,14 @@ fn spec_example_loads() {
     let dir = tempfile::tempdir().unwrap();
     let okta = dir.path().join("okta");
     let hook = dir.path().join("ci-hook");
+    let kek = dir.path().join("kek");
     fs::write(&okta, "okta-client-secret\n").unwrap();
     fs::write(&hook, "  whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    fs::write(&kek, format!("{}\n", common::KEK)).unwrap();
     let text = SPEC_EXAMPLE
         .replace("/run/secrets/okta", okta.to_str().unwrap())
-        .replace("/run/secrets/ci-hook", hook.to_str().unwrap());
+        .replace("/run/secrets/ci-hook", hook.to_str().unwrap())
+        .replace("/run/secrets/countersign-kek", kek.to_str().unwrap());
     let path = dir.path().join("countersign.toml");
     fs::write(&path, text).unwrap();
 
@@ -83,6 +87,13 @@ fn spec_example_loads() {
     assert_eq!(s.server.log_format, LogFormat::Text);
     assert!(s.server.audit_readers.is_none());
     assert_eq!(s.server.gates_dir, None);
+    // Read from its file, trimmed; the defaults of the grant-signing keys.
+    assert!(s.server.key_encryption_key.ct_eq(common::KEK));
+    assert_eq!(s.server.signing_alg, "ES256");
+    assert_eq!(s.server.key_rotation_delay, chrono::Duration::hours(1));
+    assert_eq!(s.webhooks, WebhookSettings::default());
+    assert!(s.resource_servers.is_empty());
+    assert_eq!(s.max_grant_ttl(), chrono::Duration::minutes(15));
 
     assert_eq!(s.issuers.len(), 2);
     let okta = s.issuer("okta").unwrap();
@@ -149,6 +160,7 @@ fn spec_example_loads() {
     let debug = format!("{s:?}");
     assert!(!debug.contains("okta-client-secret"));
     assert!(!debug.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+    assert!(!debug.contains(common::KEK));
 }
 
 /// Like what `countersign dev` runs: loopback everywhere, three example gates.
@@ -160,6 +172,9 @@ audit_readers = '"admins" in principal.groups'
 max_wait = "30s"
 log_format = "json"
 approval_max_auth_age = "5m"
+key_encryption_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+signing_alg = "EdDSA"
+key_rotation_delay = "1m"
 
 [[issuers]]
 name = "dev"
@@ -242,6 +257,15 @@ fn dev_like_config_loads() {
     assert_eq!(s.server.max_wait, chrono::Duration::seconds(30));
     assert_eq!(s.server.log_format, LogFormat::Json);
     assert_eq!(s.server.approval_max_auth_age, chrono::Duration::minutes(5));
+    assert!(
+        s.server
+            .key_encryption_key
+            .ct_eq("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+    );
+    assert_eq!(s.server.signing_alg, "EdDSA");
+    assert_eq!(s.server.key_rotation_delay, chrono::Duration::minutes(1));
+    // db-session's max_ttl, the longest of the three gates'.
+    assert_eq!(s.max_grant_ttl(), chrono::Duration::hours(4));
 
     let dev = s.issuer("dev").unwrap();
     assert!(dev.client_secret.as_ref().unwrap().ct_eq("dev-secret"));
@@ -298,4 +322,15 @@ fn a_missing_file_is_reported() {
     assert_eq!(e.0.len(), 1);
     assert_eq!(e.0[0].file, path);
     assert!(e.0[0].message.contains("cannot read"), "{e}");
+}
+
+/// `examples/countersign.toml`, what `check-config` is shown on, loads as shipped.
+#[test]
+fn the_shipped_example_loads() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/countersign.toml");
+    let s = load(&path, &Env::empty()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.issuers.len(), 3);
+    assert!(s.gates.get("deploy-prod").is_some());
+    assert_eq!(s.server.signing_alg, "ES256");
 }

@@ -8,7 +8,7 @@ use countersign_config::{ConfigErrors, Env, Settings, load};
 
 const MAIN: &str = r#"[server]
 public_url = "https://approvals.example.com"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "okta"
 url = "https://acme.okta.com"

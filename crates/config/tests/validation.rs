@@ -16,7 +16,7 @@ max_wait = "60"
 log_format = "yaml"
 approval_max_auth_age = "forever"
 gates_dir = 7
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "okta"
 url = "https://acme.okta.com/oauth2/default"
@@ -72,7 +72,7 @@ fn server_section_and_public_url_are_required() {
 fn issuer_problems() {
     let text = r#"[server]
 public_url = "https://approvals.example.com"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "Okta"
 url = "http://okta.example.com"
@@ -193,7 +193,7 @@ fn issuers_are_required_and_actor_issuer_needs_actor_claim() {
     expect(&ps, "issuers", 1, "configure at least one [[issuers]]");
     let text = r#"[server]
 public_url = "https://approvals.example.com"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "okta"
 url = "https://acme.okta.com"
@@ -463,7 +463,7 @@ fn unknown_keys_at_every_level() {
 [server]
 public_url = "https://approvals.example.com"
 lisen = "127.0.0.1:1"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "okta"
 url = "https://acme.okta.com"
@@ -492,7 +492,7 @@ params.p = { type = "string", requird = true }
         &ps,
         "titel",
         1,
-        "unknown key 'titel' (expected one of: server, issuers, gates)",
+        "unknown key 'titel' (expected one of: server, webhooks, issuers, resource_servers, gates)",
     );
     expect(
         &ps,
@@ -655,7 +655,7 @@ params.s = { type = "string", pattern = "a|b", description = "either" }
 fn smaller_checks() {
     let text = r#"[server]
 public_url = "https://approvals.example.com"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "okta"
 url = "https://acme.okta.com"

@@ -14,10 +14,12 @@ use crate::audit::{Actor, AuditEvent, NewAuditEvent};
 use crate::condition::Condition;
 use crate::error::EngineError;
 use crate::gate::{Gate, GateSet, Requirement};
+use crate::grant::{GrantRecord, OutboxMessage, grant_claims, outbox_for, window_end};
 use crate::ids::{Digest, RequestId};
 use crate::policy::{self, Evaluation, Refusal};
 use crate::ports::{
-    AuditQuery, ChangeListener, Clock, Order, RequestFilter, Store, StoreError, Transition,
+    AuditQuery, ChangeListener, Clock, GrantSigner, Order, RequestFilter, Store, StoreError,
+    Transition,
 };
 use crate::principal::{Principal, PrincipalKind};
 use crate::request::{ApprovalPath, Request, State, Verdict, content_digest, content_value};
@@ -69,6 +71,19 @@ pub struct ListRequests {
     pub limit: Option<u32>,
     /// Continue after this id.
     pub cursor: Option<RequestId>,
+}
+
+/// A grant token as issued.
+#[derive(Clone, Debug)]
+pub struct IssuedGrant {
+    /// The compact JWT.
+    pub token: String,
+    /// Its `jti`.
+    pub jti: String,
+    /// Its `exp`.
+    pub expires_at: Timestamp,
+    /// The request it proves.
+    pub request: Request,
 }
 
 /// A page of requests.
@@ -267,7 +282,13 @@ impl Engine {
             updated_at: now,
             decisions: Vec::new(),
         };
-        self.store.insert_request(&request, &events, &[]).await?;
+        let mut outbox = self.announce("request.created", &request, now);
+        if auto {
+            outbox.extend(self.announce("request.approved", &request, now));
+        }
+        self.store
+            .insert_request(&request, &events, &outbox)
+            .await?;
         self.changed(&request);
         Ok(request)
     }
@@ -329,7 +350,37 @@ impl Engine {
                 .any(|c| c.eligible)
     }
 
-    fn is_audit_reader(&self, who: &Principal) -> bool {
+    /// Records a refused operator action (an authorization failure outside a request).
+    pub async fn record_denial(
+        &self,
+        who: &Principal,
+        attempted: &str,
+        code: &str,
+    ) -> Result<(), EngineError> {
+        self.audit_refusal(who, attempted, None, None, code, json!({}))
+            .await
+    }
+
+    /// Records an operator action, e.g. a manual webhook retry.
+    pub async fn record_operator_action(
+        &self,
+        who: &Principal,
+        action: &str,
+        detail: Value,
+    ) -> Result<(), EngineError> {
+        let event = NewAuditEvent {
+            at: self.clock.now(),
+            actor: Actor::from(&who.identity),
+            action: action.to_string(),
+            request_id: None,
+            digest: None,
+            detail,
+        };
+        Ok(self.store.append_audit(&[event]).await?)
+    }
+
+    /// Whether `who` holds the audit reader (operator) role.
+    pub fn is_audit_reader(&self, who: &Principal) -> bool {
         self.audit_readers.as_ref().is_some_and(|c| {
             c.evaluate(&[("principal", &who.to_condition_value())])
                 .value
@@ -392,6 +443,11 @@ impl Engine {
                     return Err(EngineError::DigestMismatch);
                 }
             };
+            let mut decided = decided;
+            if decided.request.state != State::Pending {
+                let event = format!("request.{}", decided.request.state.as_str());
+                decided.transition.outbox = self.announce(&event, &decided.request, now);
+            }
             match self.store.apply(&decided.transition).await {
                 Ok(()) => {
                     self.changed(&decided.request);
@@ -536,6 +592,8 @@ impl Engine {
                 }],
                 outbox: Vec::new(),
             };
+            let mut transition = transition;
+            transition.outbox = self.announce(&action, &applied(request.clone(), &transition), now);
             match self.store.apply(&transition).await {
                 Ok(()) => {
                     let next = applied(request, &transition);
@@ -570,6 +628,12 @@ impl Engine {
             }],
             outbox: Vec::new(),
         };
+        let mut transition = transition;
+        transition.outbox = self.announce(
+            "request.expired",
+            &applied(request.clone(), &transition),
+            now,
+        );
         match self.store.apply(&transition).await {
             Ok(()) => {
                 self.changed(&applied(request.clone(), &transition));
@@ -780,6 +844,192 @@ impl Engine {
                 ),
             )
         })
+    }
+
+    /// Webhook messages announcing `event` about `request` (as it is after the change), one
+    /// per subscribed webhook of its gate.
+    fn announce(&self, event: &str, request: &Request, at: Timestamp) -> Vec<OutboxMessage> {
+        let Some(gate) = self.gates.get(&request.gate) else {
+            return Vec::new();
+        };
+        if !gate
+            .webhooks
+            .iter()
+            .any(|w| w.events.iter().any(|e| e == event))
+        {
+            return Vec::new();
+        }
+        let evaluation = policy::evaluate(&gate.rules, &request.decisions);
+        let data = crate::view::request(request, Some(&evaluation));
+        outbox_for(gate, event, request, &data, at)
+    }
+
+    /// Issues a grant token for an approved request: only to its requester, only inside the
+    /// approved window, only while the requester may still request the gate (claims as they
+    /// are now). The grant and its audit event are stored — atomically with a check that the
+    /// request is still approved at the version read, and for single-use gates that no grant
+    /// was issued before — before the token is returned: no event, no token.
+    #[tracing::instrument(skip_all, fields(request_id = %id))]
+    pub async fn issue_grant(
+        &self,
+        who: &Principal,
+        id: &RequestId,
+        signer: &dyn GrantSigner,
+    ) -> Result<IssuedGrant, EngineError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let request = self.get(who, id).await?;
+            if request.requester.identity != who.identity {
+                self.audit_refusal(
+                    who,
+                    "grant.issue",
+                    Some(&request),
+                    None,
+                    "not_requester",
+                    json!({}),
+                )
+                .await?;
+                return Err(EngineError::forbidden(
+                    "not_allowed",
+                    "only the requester can obtain the grant token",
+                ));
+            }
+            if request.state != State::Approved {
+                return Err(EngineError::GrantUnavailable(format!(
+                    "the request is {}; a grant token needs an approved request",
+                    request.state
+                )));
+            }
+            let gate = self.gate_of(&request)?;
+            let now = self.clock.now();
+            let end = window_end(&gate, &request).unwrap_or(now);
+            if now >= end {
+                return Err(EngineError::GrantUnavailable(format!(
+                    "the approved window ended at {}",
+                    crate::time::rfc3339(&end)
+                )));
+            }
+            let content = content_value(
+                &gate.name,
+                &request.params,
+                request.reason.as_deref(),
+                request.ticket.as_deref(),
+                request.duration_secs,
+                who,
+            );
+            let still = policy::may_request(&gate, who, &content, now);
+            if !still.value {
+                self.audit_refusal(
+                    who,
+                    "grant.issue",
+                    Some(&request),
+                    None,
+                    "not_allowed",
+                    json!({"condition_error": still.error}),
+                )
+                .await?;
+                return Err(EngineError::forbidden(
+                    "not_allowed",
+                    format!("you may no longer request '{}'", gate.name),
+                ));
+            }
+            let jti = format!("{:032x}", rand::random::<u128>());
+            let client_id = ["client_id", "azp"]
+                .iter()
+                .find_map(|c| who.claims.get(*c).and_then(Value::as_str))
+                .unwrap_or(&who.identity.subject)
+                .to_string();
+            let evaluation = policy::evaluate(&gate.rules, &request.decisions);
+            let claims = grant_claims(&gate, &request, &evaluation, &jti, &client_id, now);
+            let (token, kid) = signer.sign(&claims).await.map_err(EngineError::Signing)?;
+            let grant = GrantRecord {
+                jti: jti.clone(),
+                request_id: request.id,
+                kid: kid.clone(),
+                issued_at: now,
+                expires_at: end,
+                revoked_at: None,
+            };
+            let events = [NewAuditEvent {
+                at: now,
+                actor: Actor::from(&who.identity),
+                action: "grant.issued".into(),
+                request_id: Some(request.id),
+                digest: Some(request.digest.clone()),
+                detail: json!({
+                    "jti": jti,
+                    "kid": kid,
+                    "audience": gate.grant.audience,
+                    "scope": claims["scope"],
+                    "expires_at": crate::time::rfc3339(&end),
+                    "single_use": gate.grant.single_use,
+                }),
+            }];
+            let outbox = self.announce("grant.redeemed", &request, now);
+            match self
+                .store
+                .insert_grant(
+                    &grant,
+                    request.version,
+                    gate.grant.single_use,
+                    &events,
+                    &outbox,
+                )
+                .await
+            {
+                Ok(()) => {
+                    return Ok(IssuedGrant {
+                        token,
+                        jti,
+                        expires_at: end,
+                        request,
+                    });
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::Duplicate(_)) => {
+                    self.audit_refusal(
+                        who,
+                        "grant.issue",
+                        Some(&request),
+                        None,
+                        "already_redeemed",
+                        json!({}),
+                    )
+                    .await?;
+                    return Err(EngineError::AlreadyRedeemed);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// A grant and its request, for introspection by a resource server.
+    pub async fn grant_status(
+        &self,
+        jti: &str,
+    ) -> Result<Option<(GrantRecord, Request)>, EngineError> {
+        let Some(grant) = self.store.get_grant(jti).await? else {
+            return Ok(None);
+        };
+        let request = self.store.get_request(&grant.request_id).await?;
+        Ok(request.map(|r| (grant, r)))
+    }
+
+    /// Revokes one grant token (RFC 7009). Revoking twice changes nothing.
+    pub async fn revoke_grant(&self, actor: Actor, jti: &str) -> Result<bool, EngineError> {
+        let Some(grant) = self.store.get_grant(jti).await? else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        let events = [NewAuditEvent {
+            at: now,
+            actor,
+            action: "grant.revoked".into(),
+            request_id: Some(grant.request_id),
+            digest: None,
+            detail: json!({"jti": jti}),
+        }];
+        Ok(self.store.revoke_grant(jti, now, &events).await?)
     }
 
     fn changed(&self, request: &Request) {

@@ -18,6 +18,7 @@ pub mod principal;
 pub mod request;
 pub mod secret;
 pub mod time;
+pub mod view;
 
 pub use audit::{Actor, AuditEvent, ChainBreak, NewAuditEvent};
 pub use condition::{Condition, ConditionError};

@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 
 use countersign_core::audit::{Actor, AuditEvent};
+use countersign_core::grant::{
+    Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
+};
+use countersign_core::ports::AttemptOutcome;
 use countersign_core::request::{ApprovalPath, Decision, Request, State, Verdict};
 use countersign_core::{Digest, Principal, RequestId, StoreError, Timestamp};
 use serde_json::Value;
@@ -63,12 +67,54 @@ pub(crate) struct EventRow {
     pub hash: String,
 }
 
+/// The columns of `grants` read back, in the order of [`crate::sql::INSERT_GRANT`] (which adds
+/// `single_use_request`).
+#[derive(Debug)]
+pub(crate) struct GrantRow {
+    pub jti: String,
+    pub request_id: String,
+    pub kid: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// The columns of `signing_keys`, in the order of [`crate::sql::INSERT_KEY`].
+#[derive(Debug)]
+pub(crate) struct KeyRow {
+    pub kid: String,
+    pub alg: String,
+    pub public_jwk: String,
+    pub sealed_private: Vec<u8>,
+    pub created_at: i64,
+    pub signs_from: i64,
+    pub publish_until: Option<i64>,
+}
+
+/// The columns of `deliveries`, in the order of [`crate::sql::INSERT_DELIVERY`].
+#[derive(Debug)]
+pub(crate) struct DeliveryRow {
+    pub id: String,
+    pub gate: String,
+    pub webhook: i64,
+    pub url: String,
+    pub event: String,
+    pub request_id: String,
+    pub payload: String,
+    pub created_at: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub updated_at: i64,
+}
+
 fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Backend(format!("cannot encode the {what}: {e}")))
 }
 
-fn millis(t: &Timestamp) -> i64 {
+pub(crate) fn millis(t: &Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
@@ -323,6 +369,206 @@ impl EventRow {
     }
 }
 
+impl GrantRow {
+    pub fn encode(g: &GrantRecord) -> Self {
+        Self {
+            jti: g.jti.clone(),
+            request_id: g.request_id.to_string(),
+            kid: g.kid.clone(),
+            issued_at: millis(&g.issued_at),
+            expires_at: millis(&g.expires_at),
+            revoked_at: g.revoked_at.as_ref().map(millis),
+        }
+    }
+
+    pub fn read<R: Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            jti: row.try_get("jti")?,
+            request_id: row.try_get("request_id")?,
+            kid: row.try_get("kid")?,
+            issued_at: row.try_get("issued_at")?,
+            expires_at: row.try_get("expires_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        })
+    }
+
+    pub fn decode(self) -> Result<GrantRecord, StoreError> {
+        const WHAT: &str = "grant";
+        // The jti is a random token id, not a secret (it is shown in the audit trail), so it
+        // may name the row.
+        let id = self.jti.as_str();
+        Ok(GrantRecord {
+            request_id: self
+                .request_id
+                .parse::<RequestId>()
+                .map_err(|_| unreadable(WHAT, id, "request_id is not a request id"))?,
+            kid: self.kid,
+            issued_at: instant(WHAT, id, "issued_at", self.issued_at)?,
+            expires_at: instant(WHAT, id, "expires_at", self.expires_at)?,
+            revoked_at: match self.revoked_at {
+                None => None,
+                Some(ms) => Some(instant(WHAT, id, "revoked_at", ms)?),
+            },
+            jti: self.jti,
+        })
+    }
+}
+
+impl KeyRow {
+    pub fn encode(k: &SigningKeyRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            kid: k.kid.clone(),
+            alg: k.alg.clone(),
+            public_jwk: to_json("public jwk", &k.public_jwk)?,
+            sealed_private: k.sealed_private.clone(),
+            created_at: millis(&k.created_at),
+            signs_from: millis(&k.signs_from),
+            publish_until: k.publish_until.as_ref().map(millis),
+        })
+    }
+
+    pub fn read<R: Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            kid: row.try_get("kid")?,
+            alg: row.try_get("alg")?,
+            public_jwk: row.try_get("public_jwk")?,
+            sealed_private: row.try_get("sealed_private")?,
+            created_at: row.try_get("created_at")?,
+            signs_from: row.try_get("signs_from")?,
+            publish_until: row.try_get("publish_until")?,
+        })
+    }
+
+    pub fn decode(self) -> Result<SigningKeyRecord, StoreError> {
+        const WHAT: &str = "signing key";
+        let id = self.kid.as_str();
+        Ok(SigningKeyRecord {
+            alg: self.alg.clone(),
+            public_jwk: from_json(WHAT, id, "public_jwk", &self.public_jwk)?,
+            created_at: instant(WHAT, id, "created_at", self.created_at)?,
+            signs_from: instant(WHAT, id, "signs_from", self.signs_from)?,
+            publish_until: match self.publish_until {
+                None => None,
+                Some(ms) => Some(instant(WHAT, id, "publish_until", ms)?),
+            },
+            sealed_private: self.sealed_private,
+            kid: self.kid,
+        })
+    }
+}
+
+impl DeliveryRow {
+    /// A new message: pending, due at its creation time, never attempted.
+    pub fn encode_new(m: &OutboxMessage) -> Result<Self, StoreError> {
+        let created_at = millis(&m.created_at);
+        Ok(Self {
+            id: m.id.clone(),
+            gate: m.gate.clone(),
+            webhook: i64::from(m.webhook),
+            url: m.url.clone(),
+            event: m.event.clone(),
+            request_id: m.request_id.to_string(),
+            payload: to_json("webhook payload", &m.payload)?,
+            created_at,
+            state: DeliveryState::Pending.as_str().to_string(),
+            attempts: 0,
+            next_attempt_at: created_at,
+            last_error: None,
+            updated_at: created_at,
+        })
+    }
+
+    pub fn read<R: Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            id: row.try_get("id")?,
+            gate: row.try_get("gate")?,
+            webhook: row.try_get("webhook")?,
+            url: row.try_get("url")?,
+            event: row.try_get("event")?,
+            request_id: row.try_get("request_id")?,
+            payload: row.try_get("payload")?,
+            created_at: row.try_get("created_at")?,
+            state: row.try_get("state")?,
+            attempts: row.try_get("attempts")?,
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            last_error: row.try_get("last_error")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+
+    pub fn decode(self) -> Result<Delivery, StoreError> {
+        const WHAT: &str = "delivery";
+        let id = self.id.as_str();
+        Ok(Delivery {
+            state: DeliveryState::parse(&self.state)
+                .ok_or_else(|| unreadable(WHAT, id, "unknown state"))?,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|_| unreadable(WHAT, id, "attempts is out of range"))?,
+            next_attempt_at: instant(WHAT, id, "next_attempt_at", self.next_attempt_at)?,
+            updated_at: instant(WHAT, id, "updated_at", self.updated_at)?,
+            message: OutboxMessage {
+                gate: self.gate,
+                webhook: u32::try_from(self.webhook)
+                    .map_err(|_| unreadable(WHAT, id, "webhook is out of range"))?,
+                url: self.url,
+                event: self.event,
+                request_id: self
+                    .request_id
+                    .parse::<RequestId>()
+                    .map_err(|_| unreadable(WHAT, id, "request_id is not a request id"))?,
+                payload: from_json(WHAT, id, "payload", &self.payload)?,
+                created_at: instant(WHAT, id, "created_at", self.created_at)?,
+                id: self.id,
+            },
+            last_error: self.last_error,
+        })
+    }
+}
+
+/// How an attempt's outcome is written by [`crate::sql::RECORD_ATTEMPT`]: the new state, the
+/// next attempt time (kept when `None`) and the error (kept when `None`).
+pub(crate) fn attempt_columns(
+    outcome: &AttemptOutcome,
+) -> (&'static str, Option<i64>, Option<&str>) {
+    match outcome {
+        AttemptOutcome::Delivered => (DeliveryState::Delivered.as_str(), None, None),
+        AttemptOutcome::Retry {
+            next_attempt_at,
+            error,
+        } => (
+            DeliveryState::Pending.as_str(),
+            Some(millis(next_attempt_at)),
+            Some(error.as_str()),
+        ),
+        AttemptOutcome::Failed { error } => {
+            (DeliveryState::Failed.as_str(), None, Some(error.as_str()))
+        }
+    }
+}
+
+/// The end of a claim's lease, in stored milliseconds.
+pub(crate) fn lease_end(now: Timestamp, lease: chrono::Duration) -> Result<i64, StoreError> {
+    now.checked_add_signed(lease)
+        .map(|t| millis(&t))
+        .ok_or_else(|| StoreError::Backend("the delivery lease is out of range".into()))
+}
+
 /// Groups decision rows (ordered by request, then ordinal) by request id.
 pub(crate) fn group_decisions(
     rows: Vec<DecisionRow>,
@@ -395,4 +641,60 @@ macro_rules! bind_event {
     }};
 }
 
-pub(crate) use {bind_decision, bind_event, bind_request};
+/// Binds a [`GrantRow`] and its `single_use_request` in the order of
+/// [`crate::sql::INSERT_GRANT`].
+macro_rules! bind_grant {
+    ($query:expr, $row:expr, $single_use:expr) => {{
+        let g = $row;
+        $query
+            .bind(g.jti.as_str())
+            .bind(g.request_id.as_str())
+            .bind(g.kid.as_str())
+            .bind(g.issued_at)
+            .bind(g.expires_at)
+            .bind(g.revoked_at)
+            .bind(if $single_use {
+                Some(g.request_id.as_str())
+            } else {
+                None
+            })
+    }};
+}
+
+/// Binds a [`KeyRow`] in the order of [`crate::sql::INSERT_KEY`].
+macro_rules! bind_key {
+    ($query:expr, $row:expr) => {{
+        let k = $row;
+        $query
+            .bind(k.kid.as_str())
+            .bind(k.alg.as_str())
+            .bind(k.public_jwk.as_str())
+            .bind(k.sealed_private.as_slice())
+            .bind(k.created_at)
+            .bind(k.signs_from)
+            .bind(k.publish_until)
+    }};
+}
+
+/// Binds a [`DeliveryRow`] in the order of [`crate::sql::INSERT_DELIVERY`].
+macro_rules! bind_delivery {
+    ($query:expr, $row:expr) => {{
+        let d = $row;
+        $query
+            .bind(d.id.as_str())
+            .bind(d.gate.as_str())
+            .bind(d.webhook)
+            .bind(d.url.as_str())
+            .bind(d.event.as_str())
+            .bind(d.request_id.as_str())
+            .bind(d.payload.as_str())
+            .bind(d.created_at)
+            .bind(d.state.as_str())
+            .bind(d.attempts)
+            .bind(d.next_attempt_at)
+            .bind(d.last_error.as_deref())
+            .bind(d.updated_at)
+    }};
+}
+
+pub(crate) use {bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_request};

@@ -2,6 +2,7 @@
 //! why, never the SQL, the connection URL or a stored value.
 
 use countersign_core::StoreError;
+use countersign_core::grant::GrantRecord;
 
 /// True when `e` is a unique or primary-key constraint refusing a write.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -36,4 +37,26 @@ pub(crate) fn backend(doing: &str, e: sqlx::Error) -> StoreError {
         _ => "database error".to_string(),
     };
     StoreError::Backend(format!("{doing}: {why}"))
+}
+
+/// Why a grant insert was refused: a unique constraint is a [`StoreError::Duplicate`].
+pub(crate) fn grant_refused(e: sqlx::Error, grant: &GrantRecord) -> StoreError {
+    if !is_unique_violation(&e) {
+        return backend("storing a grant", e);
+    }
+    let single_use = match &e {
+        sqlx::Error::Database(db) => {
+            db.constraint().is_some_and(|c| c.contains("single_use"))
+                || db.message().contains("single_use_request")
+        }
+        _ => false,
+    };
+    StoreError::Duplicate(if single_use {
+        format!(
+            "request {} already has its single-use grant",
+            grant.request_id
+        )
+    } else {
+        format!("grant {} already exists", grant.jti)
+    })
 }

@@ -1,13 +1,16 @@
-//! Storage for countersign: SQLite and PostgreSQL implementations of the core's [`Store`]
-//! port, with their schemas embedded and applied at start.
+//! Storage for countersign: SQLite and PostgreSQL implementations of the core's [`Store`],
+//! [`KeyStore`] and [`OutboxStore`] ports, with their schemas embedded and applied at start.
 //!
 //! Both backends keep the same rows (timestamps as Unix milliseconds, JSON as text) and follow
 //! the same rules: a change to a request is a compare-and-set on `(id, version)`, and the audit
 //! events that record it are chained and written in the same transaction, so there is never a
-//! change without its event nor an event without its change. One conformance suite
+//! change without its event nor an event without its change. Webhook messages go to the outbox
+//! (`deliveries`) in that same transaction, and grants are recorded only while their request is
+//! still approved at the version they were computed from. One conformance suite
 //! (`tests/conformance.rs`) runs against both.
 //!
-//! Start with [`open`], which picks the backend from the URL and migrates.
+//! Start with [`open_stores`] (all three ports over one connection pool) or [`open`] (requests
+//! and the audit chain only); both pick the backend from the URL and migrate.
 
 mod codec;
 mod error;
@@ -20,27 +23,52 @@ use std::sync::Arc;
 use countersign_core::audit::ChainVerifier;
 use countersign_core::ports::AuditQuery;
 
-pub use countersign_core::{ChainBreak, Store, StoreError};
+pub use countersign_core::{ChainBreak, KeyStore, OutboxStore, Store, StoreError};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// How many events [`verify_audit`] reads at a time.
 const VERIFY_PAGE: u32 = 5000;
 
-/// Opens the database at `database_url` and brings its schema up to date.
+/// The three storage ports over one database and one connection pool (and, for SQLite, one
+/// writer queue), as [`open_stores`] returns them.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// Requests, decisions, grants and the audit chain.
+    pub store: Arc<dyn Store>,
+    /// Signing keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// The webhook outbox.
+    pub outbox: Arc<dyn OutboxStore>,
+}
+
+impl Stores {
+    /// The three ports of one backend value.
+    fn of<S: Store + KeyStore + OutboxStore + 'static>(backend: S) -> Self {
+        let backend = Arc::new(backend);
+        Self {
+            store: backend.clone(),
+            keys: backend.clone(),
+            outbox: backend,
+        }
+    }
+}
+
+/// Opens the database at `database_url`, brings its schema up to date, and returns the three
+/// storage ports sharing one connection pool.
 ///
 /// - `sqlite://path/to/file.db` or `sqlite:file.db`: a SQLite file, created if missing;
 /// - `sqlite::memory:`: a private in-memory database (tests, demos);
 /// - `postgres://…` or `postgresql://…`: a PostgreSQL database.
-pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+pub async fn open_stores(database_url: &str) -> Result<Stores, StoreError> {
     if database_url.starts_with("sqlite:") {
         let store = SqliteStore::connect(database_url).await?;
         store.migrate().await?;
-        Ok(Arc::new(store))
+        Ok(Stores::of(store))
     } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         let store = PostgresStore::connect(database_url).await?;
         store.migrate().await?;
-        Ok(Arc::new(store))
+        Ok(Stores::of(store))
     } else {
         // The URL itself is not repeated: it may carry a password.
         Err(StoreError::Backend(
@@ -48,6 +76,12 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
                 .into(),
         ))
     }
+}
+
+/// Opens the database at `database_url` and brings its schema up to date, like
+/// [`open_stores`], returning only the [`Store`] port.
+pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_stores(database_url).await.map(|stores| stores.store)
 }
 
 /// Recomputes the whole audit chain from seq 1 and returns how many events verified, or the

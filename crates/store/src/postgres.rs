@@ -6,25 +6,40 @@
 //! roll back with [`StoreError::Conflict`]. Audit events are chained under a lock on the
 //! single-row `audit_head` table, taken last in the transaction and held until commit, so two
 //! transactions never chain onto the same previous event and every chained event commits with
-//! the change it records. Locks are always taken in the order request row, then chain head, so
-//! writers cannot deadlock.
+//! the change it records. Locks are always taken in the order request row (or grant row, or
+//! signing key rows), then chain head, so writers cannot deadlock.
+//!
+//! Issuing a grant locks the request row (`SELECT … FOR UPDATE`) before checking that it is
+//! still approved at the version the grant was computed from, so a concurrent revocation either
+//! commits first (and the check fails) or waits for the grant; a unique constraint on
+//! `grants.single_use_request` refuses a second single-use grant. Webhook deliveries are
+//! written in the transaction of the change they announce, and claimed by workers with
+//! `FOR UPDATE SKIP LOCKED`: replicas polling together never take the same row, and a claimed
+//! row's `next_attempt_at` moves to the end of its lease before the claim commits.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use countersign_core::audit::{AuditEvent, NewAuditEvent};
-use countersign_core::ports::{AuditQuery, Order, RequestFilter, Store, Transition};
-use countersign_core::request::{Decision, Request};
+use countersign_core::grant::{
+    Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
+};
+use countersign_core::ports::{
+    AttemptOutcome, AuditQuery, KeyStore, Order, OutboxStore, RequestFilter, Store, Transition,
+};
+use countersign_core::request::{Decision, Request, State};
 use countersign_core::{RequestId, StoreError, Timestamp};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr};
 
 use crate::codec::{
-    DecisionRow, EventRow, RequestRow, bind_decision, bind_event, bind_request, group_decisions,
+    DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, RequestRow, attempt_columns,
+    bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_request, group_decisions,
+    lease_end,
 };
-use crate::error::{backend, is_unique_violation};
+use crate::error::{backend, grant_refused, is_unique_violation};
 use crate::sql;
 
 /// Connections per process. Writers hold one only for the length of a short transaction.
@@ -33,15 +48,28 @@ const POOL_SIZE: u32 = 16;
 /// Locks the chain head until the transaction ends.
 const HEAD_SQL: &str = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE";
 
+/// The request's state and version, locked until the transaction ends.
+const REQUEST_STATE_FOR_UPDATE: &str =
+    "SELECT state, version FROM requests WHERE id = $1 FOR UPDATE";
+
 /// The schema, applied in order by [`PostgresStore::migrate`].
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "grants keys outbox".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0002_grants_keys_outbox.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// Requests, decisions and the audit chain in a PostgreSQL database.
@@ -130,6 +158,27 @@ async fn append_events(
     Ok(())
 }
 
+/// Writes `outbox` as pending deliveries, due at their creation time.
+async fn insert_outbox(
+    conn: &mut PgConnection,
+    outbox: &[OutboxMessage],
+) -> Result<(), StoreError> {
+    for message in outbox {
+        let row = DeliveryRow::encode_new(message)?;
+        if let Err(e) = bind_delivery!(sqlx::query(sql::INSERT_DELIVERY), &row)
+            .execute(&mut *conn)
+            .await
+        {
+            return Err(if is_unique_violation(&e) {
+                StoreError::Duplicate(format!("outbox message {} already exists", message.id))
+            } else {
+                backend("writing to the webhook outbox", e)
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Loads the decisions of `ids`, grouped by request, oldest first.
 async fn load_decisions(
     conn: &mut PgConnection,
@@ -166,6 +215,7 @@ impl Store for PostgresStore {
         &self,
         request: &Request,
         events: &[NewAuditEvent],
+        outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let row = RequestRow::encode(request)?;
         let mut tx = self.begin_write().await?;
@@ -179,6 +229,7 @@ impl Store for PostgresStore {
                 backend("storing a request", e)
             });
         }
+        insert_outbox(&mut tx, outbox).await?;
         append_events(&mut tx, events).await?;
         tx.commit()
             .await
@@ -261,6 +312,7 @@ impl Store for PostgresStore {
                 backend("storing a decision", e)
             });
         }
+        insert_outbox(&mut tx, &transition.outbox).await?;
         append_events(&mut tx, &transition.events).await?;
         tx.commit()
             .await
@@ -388,5 +440,287 @@ impl Store for PostgresStore {
             .await
             .map(drop)
             .map_err(|e| backend("pinging the database", e))
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = %grant.request_id))]
+    async fn insert_grant(
+        &self,
+        grant: &GrantRecord,
+        request_version: i64,
+        single_use: bool,
+        events: &[NewAuditEvent],
+        outbox: &[OutboxMessage],
+    ) -> Result<(), StoreError> {
+        let row = GrantRow::encode(grant);
+        // The request row stays locked from the check to the commit: a concurrent revocation
+        // (or any other change to the request) waits, then finds the grant, or commits first
+        // and this check sees it. Locks in the usual order: request row, then chain head.
+        let mut tx = self.begin_write().await?;
+        let current = sqlx::query(REQUEST_STATE_FOR_UPDATE)
+            .bind(row.request_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| backend("reading a request", e))?;
+        let Some(current) = current else {
+            return Err(StoreError::NotFound);
+        };
+        let state: String = current
+            .try_get("state")
+            .map_err(|e| backend("reading a request", e))?;
+        let version: i64 = current
+            .try_get("version")
+            .map_err(|e| backend("reading a request", e))?;
+        if state != State::Approved.as_str() || version != request_version {
+            return Err(StoreError::Conflict);
+        }
+        if let Err(e) = bind_grant!(sqlx::query(sql::INSERT_GRANT), &row, single_use)
+            .execute(&mut *tx)
+            .await
+        {
+            return Err(grant_refused(e, grant));
+        }
+        insert_outbox(&mut tx, outbox).await?;
+        append_events(&mut tx, events).await?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a grant", e))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_grant(&self, jti: &str) -> Result<Option<GrantRecord>, StoreError> {
+        let row = sqlx::query(sql::SELECT_GRANT)
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("reading a grant", e))?;
+        row.map(|r| {
+            GrantRow::read(&r)
+                .map_err(|e| backend("reading a grant", e))
+                .and_then(GrantRow::decode)
+        })
+        .transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_grant(
+        &self,
+        jti: &str,
+        at: Timestamp,
+        events: &[NewAuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(sql::REVOKE_GRANT)
+            .bind(jti)
+            .bind(at.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("revoking a grant", e))?
+            .rows_affected();
+        if changed == 0 {
+            // Unknown or already revoked: nothing changes, nothing is appended.
+            return Ok(false);
+        }
+        append_events(&mut tx, events).await?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a grant revocation", e))?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    #[tracing::instrument(skip_all)]
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        sqlx::query(sql::SELECT_KEYS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("reading signing keys", e))?
+            .iter()
+            .map(|r| {
+                KeyRow::read(r)
+                    .map_err(|e| backend("reading signing keys", e))
+                    .and_then(KeyRow::decode)
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(kid = %key.kid))]
+    async fn add_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retire: &[(String, Timestamp)],
+        events: &[NewAuditEvent],
+    ) -> Result<(), StoreError> {
+        let row = KeyRow::encode(key)?;
+        let mut tx = self.begin_write().await?;
+        if let Err(e) = bind_key!(sqlx::query(sql::INSERT_KEY), &row)
+            .execute(&mut *tx)
+            .await
+        {
+            return Err(if is_unique_violation(&e) {
+                StoreError::Duplicate(format!("signing key {} already exists", key.kid))
+            } else {
+                backend("storing a signing key", e)
+            });
+        }
+        for (kid, until) in retire {
+            let changed = sqlx::query(sql::RETIRE_KEY)
+                .bind(kid.as_str())
+                .bind(until.timestamp_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend("retiring a signing key", e))?
+                .rows_affected();
+            if changed == 0 {
+                // Nothing is written: the caller read keys that are not there.
+                return Err(StoreError::NotFound);
+            }
+        }
+        append_events(&mut tx, events).await?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a signing key", e))
+    }
+}
+
+/// Reads delivery rows.
+fn read_deliveries(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<Delivery>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            DeliveryRow::read(r)
+                .map_err(|e| backend("reading deliveries", e))
+                .and_then(DeliveryRow::decode)
+        })
+        .collect()
+}
+
+#[async_trait]
+impl OutboxStore for PostgresStore {
+    #[tracing::instrument(skip_all)]
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = lease_end(now, lease)?;
+        // The due rows are locked until the commit, skipping rows another worker holds; once
+        // committed their `next_attempt_at` is past `now`, so no later claim takes them
+        // before the lease ends.
+        let mut tx = self.begin_write().await?;
+        let rows = sqlx::query(sql::DUE_DELIVERIES_SKIP_LOCKED)
+            .bind(now.timestamp_millis())
+            .bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| backend("claiming deliveries", e))?;
+        let mut claimed = read_deliveries(&rows)?;
+        if claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
+        q.push_bind(until).push(" WHERE id IN (");
+        let mut list = q.separated(", ");
+        for d in &claimed {
+            list.push_bind(d.message.id.as_str());
+        }
+        q.push(")");
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("claiming deliveries", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a claim", e))?;
+        let until = countersign_core::time::from_millis(until)
+            .ok_or_else(|| StoreError::Backend("the delivery lease is out of range".into()))?;
+        for d in &mut claimed {
+            d.next_attempt_at = until;
+        }
+        Ok(claimed)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn record_attempt(
+        &self,
+        id: &str,
+        outcome: &AttemptOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (state, next, error) = attempt_columns(outcome);
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(sql::RECORD_ATTEMPT)
+            .bind(id)
+            .bind(state)
+            .bind(next)
+            .bind(error)
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("recording a delivery attempt", e))?
+            .rows_affected();
+        if changed == 0 {
+            let exists: i64 = sqlx::query_scalar(sql::DELIVERY_EXISTS)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| backend("reading a delivery", e))?;
+            if exists == 0 {
+                return Err(StoreError::NotFound);
+            }
+            // Delivered or failed meanwhile (a lease that ran out): that outcome stands.
+            tracing::debug!("store: attempt on a delivery that is no longer pending ignored");
+            return Ok(());
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a delivery attempt", e))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_deliveries(
+        &self,
+        state: Option<DeliveryState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
+        q.push(sql::DELIVERY_COLUMNS)
+            .push(" FROM deliveries WHERE 1 = 1");
+        if let Some(state) = state {
+            q.push(" AND state = ").push_bind(state.as_str());
+        }
+        if let Some(after) = after {
+            q.push(" AND id < ").push_bind(after);
+        }
+        q.push(" ORDER BY id DESC LIMIT ")
+            .push_bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE));
+        let rows = q
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("listing deliveries", e))?;
+        read_deliveries(&rows)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn retry_delivery(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(sql::RETRY_DELIVERY)
+            .bind(id)
+            .bind(now.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("retrying a delivery", e))?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a delivery retry", e))?;
+        Ok(true)
     }
 }

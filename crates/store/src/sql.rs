@@ -24,6 +24,25 @@ macro_rules! event_columns {
     };
 }
 
+macro_rules! grant_columns {
+    () => {
+        "jti, request_id, kid, issued_at, expires_at, revoked_at"
+    };
+}
+
+macro_rules! key_columns {
+    () => {
+        "kid, alg, public_jwk, sealed_private, created_at, signs_from, publish_until"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, gate, webhook, url, event, request_id, payload, created_at, state, attempts, \
+         next_attempt_at, last_error, updated_at"
+    };
+}
+
 /// Columns read for a request, as [`crate::codec::RequestRow::read`] expects them.
 pub(crate) const REQUEST_COLUMNS: &str = request_columns!();
 
@@ -85,6 +104,78 @@ pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = concat!(
     event_columns!(),
     " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
 );
+
+/// The request's state and version, to check before issuing a grant (SQLite, inside its write
+/// lock; PostgreSQL locks the row with `FOR UPDATE`).
+pub(crate) const REQUEST_STATE: &str = "SELECT state, version FROM requests WHERE id = $1";
+
+pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (jti, request_id, kid, issued_at, \
+    expires_at, revoked_at, single_use_request) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const SELECT_GRANT: &str =
+    concat!("SELECT ", grant_columns!(), " FROM grants WHERE jti = $1");
+
+/// First revocation wins: a revoked grant is left as it is.
+pub(crate) const REVOKE_GRANT: &str =
+    "UPDATE grants SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
+
+pub(crate) const INSERT_KEY: &str = concat!(
+    "INSERT INTO signing_keys (",
+    key_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+
+/// Oldest first; `seq` (insertion order) breaks ties between keys created in the same
+/// millisecond.
+pub(crate) const SELECT_KEYS: &str = concat!(
+    "SELECT ",
+    key_columns!(),
+    " FROM signing_keys ORDER BY created_at, seq"
+);
+
+pub(crate) const RETIRE_KEY: &str = "UPDATE signing_keys SET publish_until = $2 WHERE kid = $1";
+
+pub(crate) const INSERT_DELIVERY: &str = concat!(
+    "INSERT INTO deliveries (",
+    delivery_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+
+/// Columns read for a delivery.
+pub(crate) const DELIVERY_COLUMNS: &str = delivery_columns!();
+
+/// Pending deliveries due at `$1`, oldest first, at most `$2` (SQLite, inside its write lock).
+pub(crate) const DUE_DELIVERIES: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+     ORDER BY next_attempt_at, id LIMIT $2"
+);
+
+/// [`DUE_DELIVERIES`], locking the rows taken and skipping rows another transaction has
+/// locked (PostgreSQL only), so concurrent claimers never take the same row.
+pub(crate) const DUE_DELIVERIES_SKIP_LOCKED: &str = concat!(
+    "SELECT ",
+    delivery_columns!(),
+    " FROM deliveries WHERE state = 'pending' AND next_attempt_at <= $1 \
+     ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+);
+
+/// Records an attempt on a pending delivery: `$2` the new state, `$3` the next attempt time
+/// (kept when NULL), `$4` the error (kept when NULL), `$5` now. A delivery that is no longer
+/// pending (delivered or failed meanwhile) is left alone.
+pub(crate) const RECORD_ATTEMPT: &str = "UPDATE deliveries SET state = $2, \
+    next_attempt_at = COALESCE($3, next_attempt_at), last_error = COALESCE($4, last_error), \
+    attempts = attempts + 1, updated_at = $5 WHERE id = $1 AND state = 'pending'";
+
+pub(crate) const DELIVERY_EXISTS: &str = "SELECT COUNT(*) FROM deliveries WHERE id = $1";
+
+/// A failed delivery back to pending, due at `$2`, its attempts reset.
+pub(crate) const RETRY_DELIVERY: &str = "UPDATE deliveries SET state = 'pending', \
+    next_attempt_at = $2, attempts = 0, updated_at = $2 WHERE id = $1 AND state = 'failed'";
+
+/// The most deliveries one page (or one claim) returns.
+pub(crate) const MAX_DELIVERY_PAGE: u32 = 500;
 
 /// The most requests one page returns, whatever the caller asked for.
 pub(crate) const MAX_REQUEST_PAGE: u32 = 500;

@@ -4,12 +4,15 @@
 
 use std::sync::Arc;
 
-use countersign_core::Store;
+use countersign_core::{KeyStore, OutboxStore, Store};
 use countersign_store::{PostgresStore, SqliteStore};
 
-/// One backend under test: the store, plus direct SQL access for the tamper cases.
+/// One backend under test: the three ports (one store value), plus direct SQL access for the
+/// tamper cases.
 struct Db {
     store: Arc<dyn Store>,
+    keys: Arc<dyn KeyStore>,
+    outbox: Arc<dyn OutboxStore>,
     raw: Raw,
     url: String,
     /// Keeps the SQLite file's directory alive for the length of the test.
@@ -31,6 +34,16 @@ impl Db {
         }
         .expect("tamper sql runs");
     }
+
+    /// One text column of one row, read behind the store's back.
+    async fn text(&self, sql: &str) -> String {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Raw::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .expect("raw read")
+    }
 }
 
 async fn sqlite() -> Db {
@@ -38,9 +51,13 @@ async fn sqlite() -> Db {
     let url = format!("sqlite://{}", dir.path().join("countersign.db").display());
     let store = SqliteStore::connect(&url).await.expect("open sqlite");
     store.migrate().await.expect("migrate sqlite");
+    let raw = Raw::Sqlite(store.pool().clone());
+    let store = Arc::new(store);
     Db {
-        raw: Raw::Sqlite(store.pool().clone()),
-        store: Arc::new(store),
+        raw,
+        store: store.clone(),
+        keys: store.clone(),
+        outbox: store,
         url,
         _dir: Some(dir),
     }
@@ -57,9 +74,13 @@ async fn postgres() -> Db {
         .await
         .expect("connect postgres");
     store.migrate().await.expect("migrate postgres");
+    let raw = Raw::Postgres(store.pool().clone());
+    let store = Arc::new(store);
     Db {
-        raw: Raw::Postgres(store.pool().clone()),
-        store: Arc::new(store),
+        raw,
+        store: store.clone(),
+        keys: store.clone(),
+        outbox: store,
         url,
         _dir: None,
     }
@@ -110,6 +131,18 @@ conformance!(
     tamper_inserted_forgery,
     tamper_unreadable_event,
     migrations_are_idempotent,
+    outbox_rows_commit_with_their_change,
+    grant_needs_the_request_approved_at_the_version,
+    single_use_grant_is_issued_once,
+    twenty_concurrent_single_use_redemptions_one_winner,
+    grant_revocation_first_wins,
+    signing_keys_add_list_and_retire,
+    claim_respects_due_time_and_lease,
+    record_attempt_transitions,
+    list_deliveries_by_state_with_cursor,
+    retry_delivery_only_for_failed,
+    concurrent_claimers_never_share_a_row,
+    chain_verifies_after_grants_keys_and_outbox,
 );
 
 mod fixtures {
@@ -118,6 +151,7 @@ mod fixtures {
     use std::collections::BTreeMap;
 
     use countersign_core::audit::{Actor, NewAuditEvent};
+    use countersign_core::grant::{GrantRecord, OutboxMessage, SigningKeyRecord};
     use countersign_core::ports::Transition;
     use countersign_core::request::{ApprovalPath, Decision, Request, State, Verdict};
     use countersign_core::{Digest, Identity, Principal, PrincipalKind, RequestId, Timestamp};
@@ -238,6 +272,7 @@ mod fixtures {
                 Some(request),
                 json!({"approver": approver.identity.to_string(), "rule": "sre"}),
             )],
+            outbox: Vec::new(),
         }
     }
 
@@ -275,6 +310,64 @@ mod fixtures {
                 Some(request),
                 json!({"by": "test"}),
             )],
+            outbox: Vec::new(),
+        }
+    }
+
+    /// A webhook message about `request`, written at `at(ms)`. Ids follow generation order.
+    pub fn message(ms: i64, request: &Request, event: &str) -> OutboxMessage {
+        let id = RequestId::generate(at(ms)).to_string();
+        OutboxMessage {
+            id: format!("msg_{}", id.trim_start_matches("req_")),
+            gate: request.gate.clone(),
+            webhook: 1,
+            url: "https://hooks.example.com/countersign?team=sre".into(),
+            event: event.to_string(),
+            request_id: request.id,
+            payload: json!({
+                "type": event,
+                "timestamp": countersign_core::time::rfc3339(&at(ms)),
+                "data": {
+                    "id": request.id,
+                    "params": request.params,
+                    "unicode": "日本語 \"quoted\" \\ back \u{1F600}",
+                    "numbers": [0.1, -1e-7, 12345678901234i64, u64::MAX, -0.0],
+                    "nested": {"z": 1, "a": [true, false, null], "": {}},
+                },
+            }),
+            created_at: at(ms),
+        }
+    }
+
+    /// A grant for `request` issued at `at(ms)`.
+    pub fn grant(jti: &str, request: &Request, ms: i64) -> GrantRecord {
+        GrantRecord {
+            jti: jti.to_string(),
+            request_id: request.id,
+            kid: "key-1".into(),
+            issued_at: at(ms),
+            expires_at: at(ms + 900_000),
+            revoked_at: None,
+        }
+    }
+
+    /// A signing key created at `at(ms)`, with sealed bytes covering every byte value.
+    pub fn signing_key(kid: &str, ms: i64) -> SigningKeyRecord {
+        let mut sealed: Vec<u8> = (0..=255u8).collect();
+        sealed.extend(kid.bytes());
+        sealed.extend([0, 0, 0xff]);
+        SigningKeyRecord {
+            kid: kid.to_string(),
+            alg: "ES256".into(),
+            public_jwk: json!({
+                "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+            }),
+            sealed_private: sealed,
+            created_at: at(ms),
+            signs_from: at(ms + 60_000),
+            publish_until: None,
         }
     }
 
@@ -291,9 +384,10 @@ mod cases {
 
     use std::collections::HashSet;
 
-    use countersign_core::audit::{AuditEvent, GENESIS_HASH};
-    use countersign_core::ports::{AuditQuery, Order, RequestFilter};
-    use countersign_core::request::{ApprovalPath, State, Verdict};
+    use countersign_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
+    use countersign_core::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage};
+    use countersign_core::ports::{AttemptOutcome, AuditQuery, Order, RequestFilter};
+    use countersign_core::request::{ApprovalPath, Request, State, Verdict};
     use countersign_core::{Identity, RequestId, StoreError};
     use countersign_store::verify_audit;
     use serde_json::json;
@@ -321,7 +415,7 @@ mod cases {
         let mut req = request(0, "deploy-prod", &workload("repo:acme/app", "alice"));
         req.requester.claims = alice.claims.clone();
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         assert_eq!(
@@ -377,12 +471,12 @@ mod cases {
     pub async fn insert_of_an_existing_id_is_a_duplicate(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         let mut again = req.clone();
         again.gate = "other".into();
-        let err = db.store.insert_request(&again, &created(&again)).await;
+        let err = db.store.insert_request(&again, &created(&again), &[]).await;
         assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
         assert_eq!(db.store.get_request(&req.id).await.expect("get"), Some(req));
         assert_eq!(
@@ -395,7 +489,7 @@ mod cases {
     pub async fn cas_bumps_version_and_chains_events(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         let bob = person("okta", "bob");
@@ -434,7 +528,7 @@ mod cases {
     pub async fn stale_cas_conflicts_and_changes_nothing(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         db.store
@@ -470,7 +564,7 @@ mod cases {
     pub async fn revocation_keeps_approval_and_decision_time(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         db.store
@@ -496,7 +590,7 @@ mod cases {
     pub async fn duplicate_decision_is_refused_whole(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         let bob = person("okta", "bob");
@@ -533,7 +627,7 @@ mod cases {
     pub async fn fifty_concurrent_deciders_one_winner(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         let mut tasks = Vec::new();
@@ -570,7 +664,7 @@ mod cases {
         for i in 0..5 {
             let req = request(i, "deploy-prod", &requester);
             db.store
-                .insert_request(&req, &created(&req))
+                .insert_request(&req, &created(&req), &[])
                 .await
                 .expect("insert");
             shared.push(req);
@@ -585,7 +679,7 @@ mod cases {
                     // A new request, then a change to it.
                     0 => {
                         let req = request(100 + i, "deploy-staging", &requester);
-                        store.insert_request(&req, &created(&req)).await?;
+                        store.insert_request(&req, &created(&req), &[]).await?;
                         store
                             .apply(&vote(&req, 1, &person("okta", &format!("a{i}"))))
                             .await
@@ -634,7 +728,7 @@ mod cases {
     }
 
     /// Twelve requests: gates alternate, three requesters, some decided.
-    async fn populate(db: &Db) -> Vec<countersign_core::Request> {
+    async fn populate(db: &Db) -> Vec<Request> {
         let people = [
             person("okta", "alice"),
             person("okta", "bob"),
@@ -649,7 +743,7 @@ mod cases {
             };
             let req = request(i * 1000, gate, &people[(i % 3) as usize]);
             db.store
-                .insert_request(&req, &created(&req))
+                .insert_request(&req, &created(&req), &[])
                 .await
                 .expect("insert");
             let req = if i % 4 == 3 {
@@ -670,7 +764,7 @@ mod cases {
         out
     }
 
-    fn ids(requests: &[countersign_core::Request]) -> Vec<RequestId> {
+    fn ids(requests: &[Request]) -> Vec<RequestId> {
         requests.iter().map(|r| r.id).collect()
     }
 
@@ -822,7 +916,10 @@ mod cases {
         let alice = person("okta", "alice");
         for i in 0..510 {
             let req = request(i, "deploy-prod", &alice);
-            db.store.insert_request(&req, &[]).await.expect("insert");
+            db.store
+                .insert_request(&req, &[], &[])
+                .await
+                .expect("insert");
         }
         for limit in [0, 501, u32::MAX] {
             let page = db
@@ -855,7 +952,7 @@ mod cases {
             let mut req = request(i as i64, "deploy-prod", &alice);
             req.expires_at = at(*deadline);
             db.store
-                .insert_request(&req, &created(&req))
+                .insert_request(&req, &created(&req), &[])
                 .await
                 .expect("insert");
             reqs.push(req);
@@ -890,12 +987,18 @@ mod cases {
         let alice = person("okta", "alice");
         let a = request(0, "deploy-prod", &alice);
         let b = request(1, "deploy-prod", &alice);
-        db.store.insert_request(&a, &created(&a)).await.expect("a"); // 1
+        db.store
+            .insert_request(&a, &created(&a), &[])
+            .await
+            .expect("a"); // 1
         db.store
             .append_audit(&loose_events(1))
             .await
             .expect("loose"); // 2
-        db.store.insert_request(&b, &created(&b)).await.expect("b"); // 3
+        db.store
+            .insert_request(&b, &created(&b), &[])
+            .await
+            .expect("b"); // 3
         db.store
             .apply(&approve(&a, 1, &person("okta", "bob")))
             .await
@@ -1061,13 +1164,1069 @@ mod cases {
     pub async fn migrations_are_idempotent(db: Db) {
         let req = request(0, "deploy-prod", &person("okta", "alice"));
         db.store
-            .insert_request(&req, &created(&req))
+            .insert_request(&req, &created(&req), &[])
             .await
             .expect("insert");
         // Opening again (as every start does) migrates nothing and loses nothing.
         let again = countersign_store::open(&db.url).await.expect("reopen");
         assert_eq!(again.get_request(&req.id).await.expect("get"), Some(req));
         assert_eq!(verify_audit(again.as_ref()).await, Ok(1));
+    }
+
+    // ---- the outbox, grants and signing keys ----
+
+    async fn deliveries(db: &Db, state: Option<DeliveryState>) -> Vec<Delivery> {
+        db.outbox
+            .list_deliveries(state, None, 500)
+            .await
+            .expect("list deliveries")
+    }
+
+    fn delivery_ids(deliveries: &[Delivery]) -> Vec<String> {
+        deliveries.iter().map(|d| d.message.id.clone()).collect()
+    }
+
+    fn message_ids(messages: &[OutboxMessage]) -> Vec<String> {
+        messages.iter().map(|m| m.id.clone()).collect()
+    }
+
+    /// A request approved by bob (version 2), with its events.
+    async fn approved(db: &Db, ms: i64) -> Request {
+        let req = request(ms, "deploy-prod", &person("okta", "alice"));
+        db.store
+            .insert_request(&req, &created(&req), &[])
+            .await
+            .expect("insert");
+        db.store
+            .apply(&approve(&req, 1, &person("okta", "bob")))
+            .await
+            .expect("approve");
+        db.store
+            .get_request(&req.id)
+            .await
+            .expect("get")
+            .expect("exists")
+    }
+
+    fn issued(grant: &GrantRecord, request: &Request) -> Vec<NewAuditEvent> {
+        vec![event(
+            "grant.issued",
+            Some(request),
+            json!({"jti": grant.jti, "kid": grant.kid}),
+        )]
+    }
+
+    /// Everything a refused write must not have touched.
+    async fn snapshot(
+        db: &Db,
+        request: &Request,
+    ) -> (Option<Request>, Vec<AuditEvent>, Vec<Delivery>) {
+        (
+            db.store.get_request(&request.id).await.expect("get"),
+            all_events(db).await,
+            deliveries(db, None).await,
+        )
+    }
+
+    pub async fn outbox_rows_commit_with_their_change(db: Db) {
+        let req = request(0, "deploy-prod", &person("okta", "alice"));
+        let first = vec![
+            message(0, &req, "request.created"),
+            message(0, &req, "request.created"),
+        ];
+        db.store
+            .insert_request(&req, &created(&req), &first)
+            .await
+            .expect("insert");
+        let listed = deliveries(&db, None).await;
+        // Newest first.
+        assert_eq!(
+            delivery_ids(&listed),
+            vec![first[1].id.clone(), first[0].id.clone()]
+        );
+        for (delivery, message) in listed.iter().rev().zip(&first) {
+            assert_eq!(&delivery.message, message);
+            assert_eq!(delivery.state, DeliveryState::Pending);
+            assert_eq!(delivery.attempts, 0);
+            assert_eq!(delivery.next_attempt_at, message.created_at);
+            assert_eq!(delivery.last_error, None);
+            assert_eq!(delivery.updated_at, message.created_at);
+        }
+        // The payload is kept byte for byte.
+        let stored = db
+            .text(&format!(
+                "SELECT payload FROM deliveries WHERE id = '{}'",
+                first[0].id
+            ))
+            .await;
+        assert_eq!(
+            stored,
+            serde_json::to_string(&first[0].payload).expect("json")
+        );
+
+        // A change writes its messages.
+        let mut t = approve(&req, 1, &person("okta", "bob"));
+        t.outbox = vec![message(20, &req, "request.approved")];
+        db.store.apply(&t).await.expect("approve");
+        assert_eq!(deliveries(&db, None).await.len(), 3);
+
+        // A change that does not apply writes none.
+        let before = snapshot(&db, &req).await;
+        let mut stale = change(&req, 1, State::Cancelled, 30);
+        stale.outbox = vec![message(30, &req, "request.cancelled")];
+        let err = db.store.apply(&stale).await;
+        assert!(matches!(err, Err(StoreError::Conflict)), "{err:?}");
+        // Nor does a refused decision, nor a refused insert.
+        let mut twice = vote(&req, 2, &person("okta", "bob"));
+        twice.outbox = vec![message(31, &req, "request.approved")];
+        let err = db.store.apply(&twice).await;
+        assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
+        let err = db
+            .store
+            .insert_request(
+                &req,
+                &created(&req),
+                &[message(32, &req, "request.created")],
+            )
+            .await;
+        assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
+        assert_eq!(snapshot(&db, &req).await, before);
+
+        // A message id already in the outbox refuses the whole change.
+        let other = request(40, "deploy-prod", &person("okta", "alice"));
+        let err = db
+            .store
+            .insert_request(&other, &created(&other), &[first[0].clone()])
+            .await;
+        assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
+        assert_eq!(db.store.get_request(&other.id).await.expect("get"), None);
+        assert_eq!(snapshot(&db, &req).await, before);
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(3));
+    }
+
+    pub async fn grant_needs_the_request_approved_at_the_version(db: Db) {
+        // Not approved yet.
+        let req = request(0, "deploy-prod", &person("okta", "alice"));
+        db.store
+            .insert_request(&req, &created(&req), &[])
+            .await
+            .expect("insert");
+        let g = grant("jti-pending", &req, 5);
+        let before = snapshot(&db, &req).await;
+        let err = db
+            .store
+            .insert_grant(
+                &g,
+                1,
+                false,
+                &issued(&g, &req),
+                &[message(5, &req, "grant.redeemed")],
+            )
+            .await;
+        assert!(matches!(err, Err(StoreError::Conflict)), "{err:?}");
+        assert_eq!(db.store.get_grant(&g.jti).await.expect("get"), None);
+        assert_eq!(snapshot(&db, &req).await, before);
+
+        // Approved at version 2: a grant computed from version 1 is stale, as is one from the
+        // future.
+        db.store
+            .apply(&approve(&req, 1, &person("okta", "bob")))
+            .await
+            .expect("approve");
+        let before = snapshot(&db, &req).await;
+        for version in [1, 3] {
+            let err = db
+                .store
+                .insert_grant(
+                    &g,
+                    version,
+                    true,
+                    &issued(&g, &req),
+                    &[message(25, &req, "grant.redeemed")],
+                )
+                .await;
+            assert!(matches!(err, Err(StoreError::Conflict)), "{err:?}");
+        }
+        assert_eq!(db.store.get_grant(&g.jti).await.expect("get"), None);
+        assert_eq!(snapshot(&db, &req).await, before);
+
+        // At the version read: stored with its event and its message.
+        let g = grant("jti-ok", &req, 30);
+        let outbox = vec![message(30, &req, "grant.redeemed")];
+        db.store
+            .insert_grant(&g, 2, false, &issued(&g, &req), &outbox)
+            .await
+            .expect("grant");
+        assert_eq!(
+            db.store.get_grant(&g.jti).await.expect("get"),
+            Some(g.clone())
+        );
+        assert_eq!(db.store.get_grant("jti-unknown").await.expect("get"), None);
+        let events = all_events(&db).await;
+        assert_eq!(
+            events.last().map(|e| e.action.as_str()),
+            Some("grant.issued")
+        );
+        assert_eq!(events.len(), before.1.len() + 1);
+        assert_eq!(
+            delivery_ids(&deliveries(&db, None).await),
+            message_ids(&outbox)
+        );
+        // A grant does not change the request.
+        assert_eq!(db.store.get_request(&req.id).await.expect("get"), before.0);
+
+        // Revoked (version 3): no longer approved, whatever the version.
+        let mut revoke = change(&req, 2, State::Revoked, 40);
+        revoke.decided_at = None;
+        db.store.apply(&revoke).await.expect("revoke");
+        let before = snapshot(&db, &req).await;
+        for version in [2, 3] {
+            let g = grant(&format!("jti-revoked-{version}"), &req, 50);
+            let err = db
+                .store
+                .insert_grant(
+                    &g,
+                    version,
+                    false,
+                    &issued(&g, &req),
+                    &[message(50, &req, "grant.redeemed")],
+                )
+                .await;
+            assert!(matches!(err, Err(StoreError::Conflict)), "{err:?}");
+            assert_eq!(db.store.get_grant(&g.jti).await.expect("get"), None);
+        }
+        assert_eq!(snapshot(&db, &req).await, before);
+
+        // A request that does not exist.
+        let ghost = request(60, "deploy-prod", &person("okta", "alice"));
+        let g = grant("jti-ghost", &ghost, 60);
+        let err = db
+            .store
+            .insert_grant(&g, 1, false, &issued(&g, &ghost), &[])
+            .await;
+        assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+        assert_eq!(snapshot(&db, &req).await, before);
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(5));
+    }
+
+    pub async fn single_use_grant_is_issued_once(db: Db) {
+        let req = approved(&db, 0).await;
+        let first = grant("jti-first", &req, 30);
+        db.store
+            .insert_grant(
+                &first,
+                2,
+                true,
+                &issued(&first, &req),
+                &[message(30, &req, "grant.redeemed")],
+            )
+            .await
+            .expect("first");
+        let before = snapshot(&db, &req).await;
+        // Refused every time it is tried.
+        for _ in 0..2 {
+            let second = grant("jti-second", &req, 31);
+            let err = db
+                .store
+                .insert_grant(
+                    &second,
+                    2,
+                    true,
+                    &issued(&second, &req),
+                    &[message(31, &req, "grant.redeemed")],
+                )
+                .await;
+            match err {
+                Err(StoreError::Duplicate(why)) => assert!(why.contains("single-use"), "{why}"),
+                other => panic!("expected a duplicate, got {other:?}"),
+            }
+            assert_eq!(db.store.get_grant(&second.jti).await.expect("get"), None);
+        }
+        assert_eq!(snapshot(&db, &req).await, before);
+        // The same jti again is refused too, even for a reusable grant.
+        let again = grant("jti-first", &req, 32);
+        let err = db
+            .store
+            .insert_grant(&again, 2, false, &issued(&again, &req), &[])
+            .await;
+        match err {
+            Err(StoreError::Duplicate(why)) => assert!(why.contains("jti-first"), "{why}"),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        assert_eq!(
+            db.store.get_grant(&first.jti).await.expect("get"),
+            Some(first)
+        );
+        assert_eq!(snapshot(&db, &req).await, before);
+
+        // Reusable grants: as many as asked for.
+        let other = approved(&db, 100).await;
+        for i in 0..3 {
+            let g = grant(&format!("jti-reusable-{i}"), &other, 130 + i);
+            db.store
+                .insert_grant(&g, 2, false, &issued(&g, &other), &[])
+                .await
+                .expect("reusable");
+            assert_eq!(db.store.get_grant(&g.jti).await.expect("get"), Some(g));
+        }
+        // A single-use grant for another request is independent.
+        let g = grant("jti-other-single", &other, 140);
+        db.store
+            .insert_grant(&g, 2, true, &issued(&g, &other), &[])
+            .await
+            .expect("single use on another request");
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(11));
+    }
+
+    pub async fn twenty_concurrent_single_use_redemptions_one_winner(db: Db) {
+        let req = approved(&db, 0).await;
+        let events_before = all_events(&db).await.len();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = db.store.clone();
+            let req = req.clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                let g = grant(&format!("jti-{i}"), &req, 30);
+                let outbox = [message(30, &req, "grant.redeemed")];
+                barrier.wait().await;
+                store
+                    .insert_grant(&g, 2, true, &issued(&g, &req), &outbox)
+                    .await
+                    .map(|()| g)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            match task.await.expect("task") {
+                Ok(g) => winners.push(g),
+                Err(StoreError::Duplicate(_)) => {}
+                Err(e) => panic!("unexpected error: {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1);
+        let winner = &winners[0];
+        for i in 0..20 {
+            let jti = format!("jti-{i}");
+            let got = db.store.get_grant(&jti).await.expect("get");
+            assert_eq!(got.as_ref(), (jti == winner.jti).then_some(winner));
+        }
+        assert_eq!(all_events(&db).await.len(), events_before + 1);
+        assert_eq!(deliveries(&db, None).await.len(), 1);
+        assert_eq!(
+            verify_audit(db.store.as_ref()).await,
+            Ok(events_before as u64 + 1)
+        );
+    }
+
+    pub async fn grant_revocation_first_wins(db: Db) {
+        let req = approved(&db, 0).await;
+        let g = grant("jti-1", &req, 30);
+        db.store
+            .insert_grant(&g, 2, false, &issued(&g, &req), &[])
+            .await
+            .expect("grant");
+        let revoked = |ms| {
+            vec![event(
+                "grant.revoked",
+                Some(&req),
+                json!({"jti": "jti-1", "ms": ms}),
+            )]
+        };
+        let n = all_events(&db).await.len();
+        assert!(
+            db.store
+                .revoke_grant(&g.jti, at(40), &revoked(40))
+                .await
+                .expect("revoke")
+        );
+        let mut expected = g.clone();
+        expected.revoked_at = Some(at(40));
+        assert_eq!(
+            db.store.get_grant(&g.jti).await.expect("get"),
+            Some(expected.clone())
+        );
+        let events = all_events(&db).await;
+        assert_eq!(events.len(), n + 1);
+        assert_eq!(events[n].action, "grant.revoked");
+
+        // Later revocations change nothing and append nothing.
+        assert!(
+            !db.store
+                .revoke_grant(&g.jti, at(50), &revoked(50))
+                .await
+                .expect("again")
+        );
+        assert_eq!(
+            db.store.get_grant(&g.jti).await.expect("get"),
+            Some(expected)
+        );
+        assert_eq!(all_events(&db).await, events);
+        // Nor does revoking a grant that does not exist.
+        assert!(
+            !db.store
+                .revoke_grant("jti-unknown", at(60), &revoked(60))
+                .await
+                .expect("unknown")
+        );
+        assert_eq!(all_events(&db).await, events);
+
+        // Concurrent revocations: exactly one wins.
+        let g2 = grant("jti-2", &req, 31);
+        db.store
+            .insert_grant(&g2, 2, false, &issued(&g2, &req), &[])
+            .await
+            .expect("grant");
+        let n = all_events(&db).await.len();
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = db.store.clone();
+            let events = vec![event(
+                "grant.revoked",
+                Some(&req),
+                json!({"jti": "jti-2", "i": i}),
+            )];
+            tasks.push(tokio::spawn(async move {
+                store.revoke_grant("jti-2", at(70 + i), &events).await
+            }));
+        }
+        let mut won = 0;
+        for task in tasks {
+            if task.await.expect("task").expect("revoke") {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1);
+        assert_eq!(all_events(&db).await.len(), n + 1);
+        assert!(
+            db.store
+                .get_grant("jti-2")
+                .await
+                .expect("get")
+                .expect("exists")
+                .revoked_at
+                .is_some()
+        );
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(n as u64 + 1));
+    }
+
+    pub async fn signing_keys_add_list_and_retire(db: Db) {
+        assert!(db.keys.signing_keys().await.expect("keys").is_empty());
+        let k1 = signing_key("key-1", 0);
+        db.keys
+            .add_signing_key(
+                &k1,
+                &[],
+                &[event("key.created", None, json!({"kid": "key-1"}))],
+            )
+            .await
+            .expect("first key");
+        assert_eq!(
+            db.keys.signing_keys().await.expect("keys"),
+            vec![k1.clone()]
+        );
+
+        // Rotation: the new key, and the old one's end of publication, together.
+        let k2 = signing_key("key-2", 1_000);
+        db.keys
+            .add_signing_key(
+                &k2,
+                &[("key-1".to_string(), at(900_000))],
+                &[event(
+                    "key.rotated",
+                    None,
+                    json!({"kid": "key-2", "retired": ["key-1"]}),
+                )],
+            )
+            .await
+            .expect("rotate");
+        let mut k1_retired = k1.clone();
+        k1_retired.publish_until = Some(at(900_000));
+        assert_eq!(
+            db.keys.signing_keys().await.expect("keys"),
+            vec![k1_retired.clone(), k2.clone()]
+        );
+        let events = all_events(&db).await;
+        assert_eq!(events.len(), 2);
+
+        // A kid already stored: refused whole (the retirement is not applied either).
+        let mut dup = signing_key("key-2", 2_000);
+        dup.alg = "EdDSA".into();
+        let err = db
+            .keys
+            .add_signing_key(
+                &dup,
+                &[("key-2".to_string(), at(5))],
+                &[event("key.rotated", None, json!({}))],
+            )
+            .await;
+        assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
+        // Retiring a key that is not there: refused whole, the new key is not added.
+        let k3 = signing_key("key-3", 3_000);
+        let err = db
+            .keys
+            .add_signing_key(
+                &k3,
+                &[("key-2".to_string(), at(5)), ("key-0".to_string(), at(5))],
+                &[event("key.rotated", None, json!({}))],
+            )
+            .await;
+        assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+        assert_eq!(
+            db.keys.signing_keys().await.expect("keys"),
+            vec![k1_retired.clone(), k2.clone()]
+        );
+        assert_eq!(all_events(&db).await, events);
+
+        // Oldest first by creation, not by kid; retiring again moves the date.
+        let k0 = signing_key("key-0", 2_000);
+        db.keys
+            .add_signing_key(&k0, &[("key-1".to_string(), at(800_000))], &[])
+            .await
+            .expect("third key");
+        k1_retired.publish_until = Some(at(800_000));
+        let keys = db.keys.signing_keys().await.expect("keys");
+        assert_eq!(keys, vec![k1_retired, k2, k0]);
+        assert_eq!(
+            keys[2].sealed_private,
+            signing_key("key-0", 0).sealed_private
+        );
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(2));
+    }
+
+    /// Three pending deliveries for one request, due at 0, 10 and 20 ms.
+    async fn three_due(db: &Db) -> Vec<OutboxMessage> {
+        let req = request(0, "deploy-prod", &person("okta", "alice"));
+        let messages: Vec<OutboxMessage> = [0, 10, 20]
+            .into_iter()
+            .map(|ms| message(ms, &req, "request.created"))
+            .collect();
+        db.store
+            .insert_request(&req, &created(&req), &messages)
+            .await
+            .expect("insert");
+        messages
+    }
+
+    fn lease() -> chrono::Duration {
+        chrono::Duration::seconds(60)
+    }
+
+    pub async fn claim_respects_due_time_and_lease(db: Db) {
+        let m = three_due(&db).await;
+        assert!(
+            db.outbox
+                .claim_deliveries(at(-1), 10, lease())
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+
+        // Due at or before now, oldest first, up to the limit.
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(15), 1, lease())
+            .await
+            .expect("claim");
+        assert_eq!(delivery_ids(&claimed), vec![m[0].id.clone()]);
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(15), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(delivery_ids(&claimed), vec![m[1].id.clone()]);
+        assert_eq!(claimed[0].message, m[1]);
+        assert_eq!(
+            claimed[0].next_attempt_at,
+            at(15 + 60_000),
+            "leased until now + lease"
+        );
+        assert_eq!(claimed[0].state, DeliveryState::Pending);
+        assert_eq!(claimed[0].attempts, 0);
+
+        // Leased rows are not claimed again before the lease ends.
+        assert!(
+            db.outbox
+                .claim_deliveries(at(15), 10, lease())
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(20), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(delivery_ids(&claimed), vec![m[2].id.clone()]);
+        assert!(
+            db.outbox
+                .claim_deliveries(at(60_014), 10, lease())
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        // The stored rows show the lease.
+        let listed = deliveries(&db, Some(DeliveryState::Pending)).await;
+        let next: Vec<_> = listed.iter().rev().map(|d| d.next_attempt_at).collect();
+        assert_eq!(next, vec![at(60_015), at(60_015), at(60_020)]);
+
+        // Once the lease ends they are due again, oldest first by due time.
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(60_015), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(
+            delivery_ids(&claimed),
+            vec![m[0].id.clone(), m[1].id.clone()]
+        );
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(200_000), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(
+            delivery_ids(&claimed),
+            vec![m[2].id.clone(), m[0].id.clone(), m[1].id.clone()]
+        );
+
+        // Only pending rows are claimed.
+        db.outbox
+            .record_attempt(&m[0].id, &AttemptOutcome::Delivered, at(200_001))
+            .await
+            .expect("delivered");
+        db.outbox
+            .record_attempt(
+                &m[1].id,
+                &AttemptOutcome::Failed {
+                    error: "HTTP 500".into(),
+                },
+                at(200_001),
+            )
+            .await
+            .expect("failed");
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(10_000_000), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(delivery_ids(&claimed), vec![m[2].id.clone()]);
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(1));
+    }
+
+    pub async fn record_attempt_transitions(db: Db) {
+        let m = three_due(&db).await;
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(100), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let get = |id: String| {
+            let outbox = db.outbox.clone();
+            async move {
+                outbox
+                    .list_deliveries(None, None, 500)
+                    .await
+                    .expect("list")
+                    .into_iter()
+                    .find(|d| d.message.id == id)
+                    .expect("listed")
+            }
+        };
+
+        // Retry: still pending, due at the given time, with the error.
+        db.outbox
+            .record_attempt(
+                &m[0].id,
+                &AttemptOutcome::Retry {
+                    next_attempt_at: at(5_000),
+                    error: "HTTP 503".into(),
+                },
+                at(200),
+            )
+            .await
+            .expect("retry");
+        let d = get(m[0].id.clone()).await;
+        assert_eq!(d.state, DeliveryState::Pending);
+        assert_eq!(d.attempts, 1);
+        assert_eq!(d.next_attempt_at, at(5_000));
+        assert_eq!(d.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(d.updated_at, at(200));
+        assert_eq!(d.message, m[0]);
+        assert!(
+            db.outbox
+                .claim_deliveries(at(4_999), 10, lease())
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        let again = db
+            .outbox
+            .claim_deliveries(at(5_000), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(delivery_ids(&again), vec![m[0].id.clone()]);
+
+        // Delivered.
+        db.outbox
+            .record_attempt(&m[0].id, &AttemptOutcome::Delivered, at(5_100))
+            .await
+            .expect("delivered");
+        let d = get(m[0].id.clone()).await;
+        assert_eq!(d.state, DeliveryState::Delivered);
+        assert_eq!(d.attempts, 2);
+        assert_eq!(d.updated_at, at(5_100));
+
+        // Failed.
+        db.outbox
+            .record_attempt(
+                &m[1].id,
+                &AttemptOutcome::Failed {
+                    error: "connection refused".into(),
+                },
+                at(300),
+            )
+            .await
+            .expect("failed");
+        let d = get(m[1].id.clone()).await;
+        assert_eq!(d.state, DeliveryState::Failed);
+        assert_eq!(d.attempts, 1);
+        assert_eq!(d.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(d.updated_at, at(300));
+
+        // An outcome that arrives after the delivery left `pending` (a lease that ran out and
+        // another worker that finished first) is ignored.
+        let delivered = get(m[0].id.clone()).await;
+        db.outbox
+            .record_attempt(
+                &m[0].id,
+                &AttemptOutcome::Failed {
+                    error: "late".into(),
+                },
+                at(9_000),
+            )
+            .await
+            .expect("late outcome");
+        assert_eq!(get(m[0].id.clone()).await, delivered);
+        let failed = get(m[1].id.clone()).await;
+        db.outbox
+            .record_attempt(&m[1].id, &AttemptOutcome::Delivered, at(9_000))
+            .await
+            .expect("late outcome");
+        assert_eq!(get(m[1].id.clone()).await, failed);
+
+        // An unknown delivery.
+        let err = db
+            .outbox
+            .record_attempt(
+                "msg_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                &AttemptOutcome::Delivered,
+                at(9_000),
+            )
+            .await;
+        assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(1));
+    }
+
+    pub async fn list_deliveries_by_state_with_cursor(db: Db) {
+        let req = request(0, "deploy-prod", &person("okta", "alice"));
+        let messages: Vec<OutboxMessage> = (0..9)
+            .map(|i| {
+                message(
+                    i,
+                    &req,
+                    if i % 2 == 0 {
+                        "request.created"
+                    } else {
+                        "request.approved"
+                    },
+                )
+            })
+            .collect();
+        db.store
+            .insert_request(&req, &created(&req), &messages)
+            .await
+            .expect("insert");
+        // 0, 3, 6 delivered; 1, 4, 7 failed; 2, 5, 8 pending.
+        for (i, m) in messages.iter().enumerate() {
+            let outcome = match i % 3 {
+                0 => AttemptOutcome::Delivered,
+                1 => AttemptOutcome::Failed {
+                    error: format!("HTTP 4{i}0"),
+                },
+                _ => continue,
+            };
+            db.outbox
+                .record_attempt(&m.id, &outcome, at(1_000))
+                .await
+                .expect("attempt");
+        }
+        let newest_first: Vec<String> = message_ids(&messages).into_iter().rev().collect();
+        assert_eq!(delivery_ids(&deliveries(&db, None).await), newest_first);
+
+        let of_state = |k: usize| -> Vec<String> {
+            newest_first
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| (8 - i) % 3 == k)
+                .map(|(_, id)| id.clone())
+                .collect()
+        };
+        for (state, k) in [
+            (DeliveryState::Delivered, 0),
+            (DeliveryState::Failed, 1),
+            (DeliveryState::Pending, 2),
+        ] {
+            let listed = deliveries(&db, Some(state)).await;
+            assert_eq!(delivery_ids(&listed), of_state(k), "{state:?}");
+            assert!(listed.iter().all(|d| d.state == state));
+        }
+
+        // Pages without gaps, in every filter.
+        for state in [None, Some(DeliveryState::Failed)] {
+            let expected = match state {
+                None => newest_first.clone(),
+                Some(_) => of_state(1),
+            };
+            let mut paged = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = db
+                    .outbox
+                    .list_deliveries(state, after.as_deref(), 2)
+                    .await
+                    .expect("page");
+                assert!(page.len() <= 2);
+                let Some(last) = page.last() else { break };
+                after = Some(last.message.id.clone());
+                paged.extend(delivery_ids(&page));
+            }
+            assert_eq!(paged, expected, "{state:?}");
+        }
+        let after_fourth = db
+            .outbox
+            .list_deliveries(None, Some(newest_first[3].as_str()), 3)
+            .await
+            .expect("page");
+        assert_eq!(delivery_ids(&after_fourth), newest_first[4..7].to_vec());
+        // 0 means a full page.
+        assert_eq!(
+            db.outbox
+                .list_deliveries(None, None, 0)
+                .await
+                .expect("list")
+                .len(),
+            9
+        );
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(1));
+    }
+
+    pub async fn retry_delivery_only_for_failed(db: Db) {
+        let m = three_due(&db).await;
+        db.outbox
+            .record_attempt(
+                &m[0].id,
+                &AttemptOutcome::Failed {
+                    error: "HTTP 500".into(),
+                },
+                at(100),
+            )
+            .await
+            .expect("fail");
+        db.outbox
+            .record_attempt(&m[1].id, &AttemptOutcome::Delivered, at(100))
+            .await
+            .expect("deliver");
+        let before = deliveries(&db, None).await;
+        // Pending, delivered, unknown: nothing to retry.
+        for id in [
+            m[2].id.as_str(),
+            m[1].id.as_str(),
+            "msg_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
+            assert!(
+                !db.outbox.retry_delivery(id, at(200)).await.expect("retry"),
+                "{id}"
+            );
+        }
+        assert_eq!(deliveries(&db, None).await, before);
+
+        assert!(
+            db.outbox
+                .retry_delivery(&m[0].id, at(200))
+                .await
+                .expect("retry")
+        );
+        let d = deliveries(&db, None)
+            .await
+            .into_iter()
+            .find(|d| d.message.id == m[0].id)
+            .expect("listed");
+        assert_eq!(d.state, DeliveryState::Pending);
+        assert_eq!(d.attempts, 0);
+        assert_eq!(d.next_attempt_at, at(200));
+        assert_eq!(d.updated_at, at(200));
+        // Only once: it is pending now.
+        assert!(
+            !db.outbox
+                .retry_delivery(&m[0].id, at(300))
+                .await
+                .expect("retry")
+        );
+        // And the worker takes it again.
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(200), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(
+            delivery_ids(&claimed),
+            vec![m[2].id.clone(), m[0].id.clone()]
+        );
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(1));
+    }
+
+    /// Two store values on one database stand for two replicas, each running two workers.
+    pub async fn concurrent_claimers_never_share_a_row(db: Db) {
+        let replica = countersign_store::open_stores(&db.url)
+            .await
+            .expect("second replica");
+        let req = request(0, "deploy-prod", &person("okta", "alice"));
+        let messages: Vec<OutboxMessage> = (0..50)
+            .map(|i| message(i % 7, &req, "request.created"))
+            .collect();
+        db.store
+            .insert_request(&req, &created(&req), &messages)
+            .await
+            .expect("insert");
+        let outboxes = [
+            db.outbox.clone(),
+            db.outbox.clone(),
+            replica.outbox.clone(),
+            replica.outbox.clone(),
+        ];
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(outboxes.len()));
+        let mut tasks = Vec::new();
+        for outbox in outboxes {
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let mut mine = Vec::new();
+                loop {
+                    let claimed = outbox
+                        .claim_deliveries(at(10), 3, lease())
+                        .await
+                        .expect("claim");
+                    if claimed.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(delivery_ids(&claimed));
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("task"));
+        }
+        assert_eq!(all.len(), 50, "every row claimed exactly once");
+        let unique: HashSet<&String> = all.iter().collect();
+        assert_eq!(unique.len(), 50, "no row claimed twice");
+        assert_eq!(
+            unique,
+            message_ids(&messages).iter().collect::<HashSet<_>>()
+        );
+        assert!(
+            db.outbox
+                .claim_deliveries(at(10), 100, lease())
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        assert_eq!(verify_audit(replica.store.as_ref()).await, Ok(1));
+    }
+
+    pub async fn chain_verifies_after_grants_keys_and_outbox(db: Db) {
+        let req = approved(&db, 0).await; // 3 events
+        let key = signing_key("key-1", 0);
+        db.keys
+            .add_signing_key(
+                &key,
+                &[],
+                &[event("key.created", None, json!({"kid": "key-1"}))],
+            )
+            .await
+            .expect("key"); // 4
+        let g = grant("jti-1", &req, 30);
+        db.store
+            .insert_grant(
+                &g,
+                2,
+                true,
+                &issued(&g, &req),
+                &[message(30, &req, "grant.redeemed")],
+            )
+            .await
+            .expect("grant"); // 5
+        // Refused writes in between append nothing.
+        let g2 = grant("jti-2", &req, 31);
+        assert!(
+            db.store
+                .insert_grant(&g2, 2, true, &issued(&g2, &req), &[])
+                .await
+                .is_err()
+        );
+        assert!(
+            db.store
+                .insert_grant(&g2, 1, false, &issued(&g2, &req), &[])
+                .await
+                .is_err()
+        );
+        assert!(
+            db.store
+                .revoke_grant(
+                    "jti-1",
+                    at(40),
+                    &[event("grant.revoked", Some(&req), json!({}))]
+                )
+                .await
+                .expect("revoke")
+        ); // 6
+        assert!(
+            !db.store
+                .revoke_grant(
+                    "jti-1",
+                    at(41),
+                    &[event("grant.revoked", Some(&req), json!({}))]
+                )
+                .await
+                .expect("revoke again")
+        );
+        let mut revoke = change(&req, 2, State::Revoked, 50);
+        revoke.decided_at = None;
+        revoke.outbox = vec![message(50, &req, "request.revoked")];
+        db.store.apply(&revoke).await.expect("revoke request"); // 7
+        let claimed = db
+            .outbox
+            .claim_deliveries(at(100), 10, lease())
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        for d in &claimed {
+            db.outbox
+                .record_attempt(&d.message.id, &AttemptOutcome::Delivered, at(101))
+                .await
+                .expect("delivered");
+        }
+        db.store
+            .append_audit(&loose_events(2))
+            .await
+            .expect("loose"); // 8, 9
+        let events = all_events(&db).await;
+        assert_eq!(seqs(&events), (1..=9).collect::<Vec<_>>());
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(9));
     }
 }
 
@@ -1085,6 +2244,46 @@ async fn open_picks_the_backend_from_the_url() {
     let text = err.to_string();
     assert!(text.contains("unsupported database url"), "{text}");
     assert!(!text.contains("hunter2"), "the url is not echoed: {text}");
+    let err = countersign_store::open_stores("mysql://root:hunter2@localhost/db")
+        .await
+        .expect_err("unsupported");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+/// The three ports from `open_stores` share one pool: with a private in-memory database (one
+/// database per pool), what one port writes the others see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_stores_shares_one_database() {
+    use countersign_core::grant::DeliveryState;
+    use fixtures::*;
+
+    let stores = countersign_store::open_stores("sqlite::memory:")
+        .await
+        .expect("memory");
+    let req = request(0, "deploy-prod", &person("okta", "alice"));
+    let messages = [message(0, &req, "request.created")];
+    stores
+        .store
+        .insert_request(&req, &created(&req), &messages)
+        .await
+        .expect("insert");
+    let listed = stores
+        .outbox
+        .list_deliveries(Some(DeliveryState::Pending), None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].message, messages[0]);
+    stores
+        .keys
+        .add_signing_key(&signing_key("key-1", 0), &[], &loose_events(1))
+        .await
+        .expect("key");
+    assert_eq!(stores.keys.signing_keys().await.expect("keys").len(), 1);
+    assert_eq!(
+        countersign_store::verify_audit(stores.store.as_ref()).await,
+        Ok(2)
+    );
 }
 
 /// Two stores on one SQLite file stand for two processes (a server and a CLI, say): they share
@@ -1108,7 +2307,7 @@ async fn sqlite_writers_in_two_processes_share_one_chain() {
         };
         tasks.push(tokio::spawn(async move {
             let req = request(i, "deploy-prod", &person("okta", "alice"));
-            store.insert_request(&req, &created(&req)).await?;
+            store.insert_request(&req, &created(&req), &[]).await?;
             store.append_audit(&loose_events(2)).await
         }));
     }
@@ -1140,7 +2339,7 @@ async fn sqlite_in_memory_keeps_its_data() {
         .expect("memory");
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     store
-        .insert_request(&req, &created(&req))
+        .insert_request(&req, &created(&req), &[])
         .await
         .expect("insert");
     store

@@ -6,14 +6,18 @@
 //!   workload tokens ([`OidcProvider::workload_token`]).
 //! - [`TestPostgres`]: a throwaway PostgreSQL cluster per test process, handing out fresh databases.
 //!
-//! Both start child processes that this crate owns and ends: nothing outlives the test process.
+//! - [`verify_with_pyjwt`], [`verify_with_jose`]: third-party JWT verifiers.
+//!
+//! The services start child processes that this crate owns and ends: nothing outlives the test process.
 
 mod child;
 mod login;
 mod node;
 mod oidc;
 mod postgres;
+mod verifiers;
 
 pub use login::Tokens;
 pub use oidc::OidcProvider;
 pub use postgres::TestPostgres;
+pub use verifiers::{Verdict, verify_with_jose, verify_with_pyjwt};

@@ -3,10 +3,14 @@
 
 use countersign_config::{Env, Problem, Settings, load_str};
 
+/// A key-encryption key for tests: 32 bytes (0x00, 0x01, …, 0x1f) as base64. The texts below
+/// spell it out, since a constant cannot be spliced into another.
+pub const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
 /// A valid server and issuer, 8 lines long: whatever is appended starts on line 9.
 pub const BASE: &str = r#"[server]
 public_url = "https://approvals.example.com"
-
+key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 [[issuers]]
 name = "okta"
 url = "https://acme.okta.com/oauth2/default"

@@ -1,0 +1,24 @@
+//! Outbox delivery for countersign: the worker that takes webhook messages the engine wrote to
+//! the outbox (in the same transaction as the change they announce) and POSTs them to the
+//! gate's configured URL, signed per the Standard Webhooks specification
+//! (<https://www.standardwebhooks.com/>), retrying with exponential backoff until the receiver
+//! answers 2xx or the attempts run out.
+//!
+//! Delivery is *at least once*: a receiver may see a message twice (a crash between the POST
+//! and recording its outcome, or a lease that ran out), always with the same `webhook-id`, so
+//! receivers deduplicate on it.
+//!
+//! - [`signature`]: the `webhook-signature` value.
+//! - [`retry`]: the retry policy and the backoff schedule.
+//! - [`client`]: the HTTP client (no redirects, bounded time).
+//! - [`deliver`]: the [`Deliverer`] worker.
+
+pub mod client;
+pub mod deliver;
+pub mod retry;
+pub mod signature;
+
+pub use client::{USER_AGENT, http_client, try_http_client};
+pub use deliver::{BATCH_SIZE, Deliverer, LEASE_MARGIN};
+pub use retry::{RetryPolicy, backoff};
+pub use signature::sign;
