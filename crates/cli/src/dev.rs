@@ -55,6 +55,7 @@ public_url = "http://{bind}:{port}"
 listen = "{bind}:{port}"
 database = "{database}"
 audit_readers = '"admin" in principal.groups'
+key_encryption_key = "Y291bnRlcnNpZ24gZGV2IHNhbmRib3ggb25seSBrZXk="
 
 [[issuers]]
 name = "dev"

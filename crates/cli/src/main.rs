@@ -59,10 +59,46 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Manage countersign's signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Work with the audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Publish a new signing key now; it starts signing after the delay (default: the
+    /// configured `server.key_rotation_delay`), and the current key stays published until
+    /// every token it signed has expired.
+    Rotate {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "COUNTERSIGN_CONFIG",
+            default_value = "countersign.toml"
+        )]
+        config: PathBuf,
+        /// How long to publish the new key before it signs, e.g. 1h (0s: at once).
+        #[arg(long)]
+        delay: Option<String>,
+    },
+    /// List the signing keys: which signs, which are published, until when.
+    List {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "COUNTERSIGN_CONFIG",
+            default_value = "countersign.toml"
+        )]
+        config: PathBuf,
     },
 }
 
@@ -129,6 +165,18 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { database },
         } => audit_verify(&database).await,
+        Command::Keys { command } => {
+            let (config, delay) = match &command {
+                KeysCommand::Rotate { config, delay } => (config, delay.clone()),
+                KeysCommand::List { config } => (config, None),
+            };
+            let settings = match load(config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let rotate = matches!(command, KeysCommand::Rotate { .. });
+            result(keys(settings, rotate, delay).await)
+        }
     }
 }
 
@@ -137,6 +185,71 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(addr = %app.local_addr(), "countersign listening");
     app.run_until(countersign_server::app::shutdown_signal())
         .await
+}
+
+async fn keys(settings: Settings, rotate: bool, delay: Option<String>) -> anyhow::Result<()> {
+    use countersign_core::Clock as _;
+    use countersign_core::time::rfc3339;
+    let stores = countersign_store::open_stores(&settings.server.database).await?;
+    let kek = countersign_tokens::Kek::parse(settings.server.key_encryption_key.expose())
+        .map_err(|e| anyhow::anyhow!("server.key_encryption_key: {e}"))?;
+    let alg = settings
+        .server
+        .signing_alg
+        .parse()
+        .map_err(|e| anyhow::anyhow!("server.signing_alg: {e}"))?;
+    let clock = std::sync::Arc::new(countersign_server::SystemClock);
+    let issuer = settings
+        .server
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+    let ring =
+        countersign_tokens::KeyRing::load(stores.keys.clone(), kek, alg, issuer, clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if rotate {
+        let delay = match delay {
+            Some(text) if text == "0" || text == "0s" => chrono::Duration::zero(),
+            Some(text) => countersign_core::time::parse_duration(&text)
+                .map_err(|e| anyhow::anyhow!("--delay: {e}"))?,
+            None => settings.server.key_rotation_delay,
+        };
+        let key = ring
+            .rotate(delay, settings.max_grant_ttl())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        say(&format!(
+            "published key {} ({}); it signs from {}",
+            key.kid,
+            key.alg,
+            rfc3339(&key.signs_from)
+        ));
+    }
+    let now = clock.now();
+    let signing = ring.signing_kid(now);
+    for key in stores.keys.signing_keys().await? {
+        let role = if signing.as_deref() == Some(key.kid.as_str()) {
+            "signing".to_string()
+        } else if key.signs_from > now {
+            format!("published, signs from {}", rfc3339(&key.signs_from))
+        } else {
+            match key.publish_until {
+                Some(t) if t <= now => "retired".to_string(),
+                Some(t) => format!("published until {}", rfc3339(&t)),
+                None => "published".to_string(),
+            }
+        };
+        say(&format!(
+            "{}  {}  created {}  {}",
+            key.kid,
+            key.alg,
+            rfc3339(&key.created_at),
+            role
+        ));
+    }
+    Ok(())
 }
 
 async fn audit_verify(database: &str) -> ExitCode {

@@ -13,6 +13,9 @@ use countersign_identity::{IssuerSettings, Verifier};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use countersign_notify::{Deliverer, RetryPolicy};
+use countersign_tokens::{Kek, KeyRing, SigningAlg};
+
 use crate::api::{self, AppState};
 use crate::changes::Changes;
 use crate::clock::SystemClock;
@@ -27,6 +30,8 @@ pub struct BuildOptions {
     pub listener: Option<TcpListener>,
     /// How often the expiry sweeper runs; `None` disables it (tests call it directly).
     pub sweep_every: Option<Duration>,
+    /// How often the webhook worker looks for due deliveries; `None` disables it.
+    pub deliver_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -44,6 +49,7 @@ impl Default for BuildOptions {
             extra_routes: None,
             listener: None,
             sweep_every: Some(Duration::from_secs(5)),
+            deliver_every: Some(Duration::from_millis(500)),
         }
     }
 }
@@ -54,6 +60,8 @@ pub struct Application {
     router: axum::Router,
     state: AppState,
     sweep_every: Option<Duration>,
+    deliverer: Deliverer,
+    deliver_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for Application {
@@ -94,7 +102,7 @@ pub fn issuer_settings(config: &IssuerConfig) -> anyhow::Result<IssuerSettings> 
 impl Application {
     /// Opens the store (applying migrations), builds the verifier and the engine, and binds.
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
-        let store = countersign_store::open(&settings.server.database)
+        let stores = countersign_store::open_stores(&settings.server.database)
             .await
             .with_context(|| {
                 format!(
@@ -109,21 +117,49 @@ impl Application {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let verifier = Verifier::new(issuers, countersign_identity::http_client())
             .map_err(|e| anyhow::anyhow!("issuers: {e}"))?;
+        let kek = Kek::parse(settings.server.key_encryption_key.expose())
+            .map_err(|e| anyhow::anyhow!("server.key_encryption_key: {e}"))?;
+        let alg: SigningAlg = settings
+            .server
+            .signing_alg
+            .parse()
+            .map_err(|e| anyhow::anyhow!("server.signing_alg: {e}"))?;
+        let issuer = settings
+            .server
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        let keys = KeyRing::load(stores.keys.clone(), kek, alg, issuer, options.clock.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
         let changes = Changes::new();
-        let engine = Engine::new(
-            store,
-            options.clock.clone(),
-            Arc::new(settings.gates.clone()),
-        )
-        .with_listener(Arc::new(changes.clone()))
-        .with_audit_readers(settings.server.audit_readers.clone());
+        let gates = Arc::new(settings.gates.clone());
+        let engine = Engine::new(stores.store, options.clock.clone(), gates.clone())
+            .with_listener(Arc::new(changes.clone()))
+            .with_audit_readers(settings.server.audit_readers.clone());
+        let w = &settings.webhooks;
+        let policy = RetryPolicy {
+            max_attempts: w.max_attempts,
+            timeout: w.timeout.to_std().unwrap_or(Duration::from_secs(10)),
+            backoff_base: w.backoff_base.to_std().unwrap_or(Duration::from_secs(5)),
+            backoff_max: w.backoff_max.to_std().unwrap_or(Duration::from_secs(3600)),
+        };
+        let deliverer = Deliverer::new(stores.outbox.clone(), gates, options.clock.clone(), policy);
         let listener = match options.listener {
             Some(l) => l,
             None => TcpListener::bind(settings.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.server.listen))?,
         };
-        let state = AppState::new(engine, verifier, changes, Arc::new(settings));
+        let state = AppState {
+            engine,
+            verifier,
+            keys,
+            outbox: stores.outbox,
+            changes,
+            settings: Arc::new(settings),
+        };
         let mut router = api::router(state.clone());
         if let Some(extra) = options.extra_routes {
             router = router.merge(extra);
@@ -133,6 +169,8 @@ impl Application {
             router,
             state,
             sweep_every: options.sweep_every,
+            deliverer,
+            deliver_every: options.deliver_every,
         })
     }
 
@@ -148,6 +186,11 @@ impl Application {
         &self.state
     }
 
+    /// The webhook worker (tests drive it with `run_once`).
+    pub fn deliverer(&self) -> &Deliverer {
+        &self.deliverer
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight calls.
     pub async fn run_until(
         self,
@@ -156,6 +199,9 @@ impl Application {
         let sweeper = self
             .sweep_every
             .map(|every| spawn_sweeper(self.state.clone(), every));
+        let worker = self
+            .deliver_every
+            .map(|every| self.deliverer.clone().spawn(every));
         // Discover issuers in the background: an issuer served by this very process (the dev
         // sandbox) answers only once serving has started.
         let warm = self.state.clone();
@@ -167,8 +213,8 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        if let Some(s) = sweeper {
-            s.abort();
+        for task in [sweeper, worker].into_iter().flatten() {
+            task.abort();
         }
         result.context("server failed")
     }

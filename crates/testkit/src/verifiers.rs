@@ -9,7 +9,9 @@ use std::process::Command;
 pub type Verdict = Result<serde_json::Value, String>;
 
 fn run(mut cmd: Command) -> Verdict {
-    let out = cmd.output().map_err(|e| format!("cannot run the verifier: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run the verifier: {e}"))?;
     if out.status.success() {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("verifier printed no JSON: {e}"))
     } else {
@@ -31,6 +33,8 @@ pub fn verify_with_jose(issuer: &str, audience: &str, token: &str) -> Verdict {
     let dir = crate::node::provider_dir();
     crate::node::ensure_installed(&dir).map_err(|e| e.to_string())?;
     let mut cmd = Command::new("node");
-    cmd.current_dir(&dir).arg("verify_jose.mjs").args([issuer, audience, token]);
+    cmd.current_dir(&dir)
+        .arg("verify_jose.mjs")
+        .args([issuer, audience, token]);
     run(cmd)
 }

@@ -75,9 +75,12 @@ impl From<EngineError> for ApiError {
             EngineError::Forbidden { .. } => StatusCode::FORBIDDEN,
             EngineError::DigestMismatch
             | EngineError::WrongState(_)
-            | EngineError::AlreadyDecided => StatusCode::CONFLICT,
+            | EngineError::AlreadyDecided
+            | EngineError::AlreadyRedeemed
+            | EngineError::GrantUnavailable(_) => StatusCode::CONFLICT,
             EngineError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             EngineError::Store(cause) => return ApiError::internal(cause),
+            EngineError::Signing(cause) => return ApiError::internal(cause),
         };
         ApiError::new(status, e.code(), e.to_string())
     }

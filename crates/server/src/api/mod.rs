@@ -3,12 +3,15 @@
 
 mod audit;
 mod auth;
+mod deliveries;
 mod error;
 mod extract;
 mod gates;
 mod health;
+mod oauth;
 mod requests;
 pub mod views;
+mod wellknown;
 
 use std::sync::Arc;
 
@@ -17,8 +20,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::{get, post};
 use countersign_config::Settings;
-use countersign_core::Engine;
+use countersign_core::{Engine, OutboxStore};
 use countersign_identity::Verifier;
+use countersign_tokens::KeyRing;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Caller;
@@ -36,6 +40,10 @@ pub struct AppState {
     pub engine: Engine,
     /// Bearer-token verification.
     pub verifier: Verifier,
+    /// Our signing keys: grant tokens, JWKS, verification for introspection.
+    pub keys: KeyRing,
+    /// The webhook outbox.
+    pub outbox: Arc<dyn OutboxStore>,
     /// Change announcements, for long polls.
     pub changes: Changes,
     /// The resolved configuration.
@@ -43,19 +51,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Bundles the parts.
-    pub fn new(
-        engine: Engine,
-        verifier: Verifier,
-        changes: Changes,
-        settings: Arc<Settings>,
-    ) -> Self {
-        Self {
-            engine,
-            verifier,
-            changes,
-            settings,
-        }
+    /// Our issuer identifier: the public URL without a trailing slash.
+    pub fn issuer(&self) -> String {
+        self.settings
+            .server
+            .public_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string()
     }
 }
 
@@ -73,9 +76,19 @@ pub fn router(state: AppState) -> Router {
         .route("/requests/{id}/reject", post(requests::reject))
         .route("/requests/{id}/cancel", post(requests::cancel))
         .route("/requests/{id}/revoke", post(requests::revoke))
+        .route("/requests/{id}/token", post(requests::token))
+        .route("/webhooks/deliveries", get(deliveries::list))
+        .route("/webhooks/deliveries/{id}/retry", post(deliveries::retry))
         .route("/audit", get(audit::list));
     Router::new()
         .nest("/api/v1", api)
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::discovery),
+        )
+        .route("/.well-known/jwks.json", get(wellknown::jwks))
+        .route("/oauth/introspect", post(oauth::introspect))
+        .route("/oauth/revoke", post(oauth::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(not_found)

@@ -252,3 +252,19 @@ pub(super) async fn revoke(
     let request = state.engine.revoke(&who, &id, reason).await?;
     Ok(view(&state, &request))
 }
+
+/// `POST /requests/{id}/token`: the grant token, for the requester of an approved request.
+pub(super) async fn token(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+    PathId(id): PathId,
+) -> Result<Json<Value>, ApiError> {
+    let grant = state.engine.issue_grant(&who, &id, &state.keys).await?;
+    Ok(Json(json!({
+        "token": grant.token,
+        "token_type": "Bearer",
+        "expires_at": countersign_core::time::rfc3339(&grant.expires_at),
+        "jti": grant.jti,
+        "request_id": grant.request.id,
+    })))
+}

@@ -25,18 +25,26 @@ pub struct TestApp {
     pub ci: OidcProvider,
     pub clock: Arc<ManualClock>,
     pub engine: Engine,
+    pub state: countersign_server::api::AppState,
+    pub deliverer: countersign_notify::Deliverer,
+    /// The configuration the app was built from (a second instance reuses it).
+    pub config_text: String,
     _dir: tempfile::TempDir,
 }
 
-fn config(people: &str, ci: &str, database: &str) -> String {
+/// The resource server the tests introspect as.
+pub const RESOURCE_SERVER: (&str, &str) = ("deployer", "deployer-secret");
+
+fn config(people: &str, ci: &str, database: &str, port: u16) -> String {
     format!(
         r#"
 [server]
-public_url = "http://127.0.0.1:1"
-listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
 database = "{database}"
 audit_readers = '"admin" in principal.groups'
 max_wait = "30s"
+key_encryption_key = "Y291bnRlcnNpZ24gQVBJIHRlc3RzIG9ubHkga2V5ISE="
 
 [[issuers]]
 name = "idp"
@@ -51,6 +59,17 @@ kind = "workload"
 audiences = ["{AUDIENCE}"]
 actor_claim = "actor_id"
 actor_issuer = "idp"
+
+[webhooks]
+max_attempts = 4
+timeout = "2s"
+backoff_base = "1s"
+backoff_max = "10s"
+
+[[resource_servers]]
+name = "{rs_name}"
+client_id = "{rs_name}"
+client_secret = "{rs_secret}"
 
 [[gates]]
 name = "deploy-prod"
@@ -97,12 +116,19 @@ params.env = {{ type = "enum", values = ["staging", "qa"], required = true }}
   [[gates.rules]]
   name = "sre"
   approvers = '"sre" in approver.groups'
-"#
+"#,
+        rs_name = RESOURCE_SERVER.0,
+        rs_secret = RESOURCE_SERVER.1,
     )
 }
 
 /// Starts the providers, a database of the chosen backend and the app.
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, "").await
+}
+
+/// Like [`spawn_app`], with more configuration appended (gates with webhooks, say).
+pub async fn spawn_app_with(backend: Backend, extra: &str) -> TestApp {
     let (people, ci) = tokio::join!(OidcProvider::start(), OidcProvider::start());
     let (people, ci) = (
         people.expect("people's provider"),
@@ -118,23 +144,17 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
             .await
             .unwrap(),
     };
-    let text = config(people.issuer(), ci.issuer(), &database);
-    let settings = countersign_config::load_str(
-        &text,
-        "test.toml",
-        &countersign_config::Env::from_pairs(Vec::<(String, String)>::new()),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config_text = format!(
+        "{}\n{extra}",
+        config(people.issuer(), ci.issuer(), &database, port)
+    );
     let clock = Arc::new(ManualClock::new(countersign_server::SystemClock.now()));
-    let options = countersign_server::BuildOptions {
-        clock: clock.clone(),
-        sweep_every: None,
-        ..Default::default()
-    };
-    let app = countersign_server::Application::build(settings, options)
-        .await
-        .unwrap();
+    let app = build(&config_text, clock.clone(), Some(listener)).await;
     let engine = app.state().engine.clone();
+    let state = app.state().clone();
+    let deliverer = app.deliverer().clone();
     let (addr, _) = app.spawn();
     TestApp {
         base: format!("http://{addr}"),
@@ -143,9 +163,36 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
         ci,
         clock,
         engine,
-
+        state,
+        deliverer,
+        config_text,
         _dir: dir,
     }
+}
+
+/// Builds (does not serve) an app from a configuration text: workers off, tests drive them.
+pub async fn build(
+    text: &str,
+    clock: Arc<ManualClock>,
+    listener: Option<tokio::net::TcpListener>,
+) -> countersign_server::Application {
+    let settings =
+        countersign_config::load_str(text, "test.toml", &countersign_config::Env::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+    let listener = match listener {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let options = countersign_server::BuildOptions {
+        clock,
+        listener: Some(listener),
+        sweep_every: None,
+        deliver_every: None,
+        ..Default::default()
+    };
+    countersign_server::Application::build(settings, options)
+        .await
+        .unwrap()
 }
 
 /// A response: status and JSON body.

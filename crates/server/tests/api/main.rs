@@ -2,5 +2,6 @@
 //! workload (panva `oidc-provider`), and a real database (SQLite, and PostgreSQL started by the
 //! harness). Each scenario runs against both backends.
 
+mod grants;
 mod helpers;
 mod scenarios;
