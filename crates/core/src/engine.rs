@@ -331,6 +331,34 @@ impl Engine {
         }
     }
 
+    /// Reads a request for an action by `who`: one they may not see does not exist for them
+    /// (404, audited), so ids of other people's requests reveal nothing.
+    async fn visible(
+        &self,
+        who: &Principal,
+        id: &RequestId,
+        attempted: &str,
+    ) -> Result<Request, EngineError> {
+        let request = self
+            .store
+            .get_request(id)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if self.may_view(who, &request) {
+            return Ok(request);
+        }
+        self.audit_refusal(
+            who,
+            attempted,
+            Some(&request),
+            None,
+            "not_visible",
+            json!({}),
+        )
+        .await?;
+        Err(EngineError::NotFound)
+    }
+
     fn may_view(&self, who: &Principal, request: &Request) -> bool {
         if request.requester.same_person_as(who)
             || request
@@ -408,10 +436,8 @@ impl Engine {
         let comment = text_field("comment", comment, Requirement::Optional, MAX_COMMENT, true)?;
         for _ in 0..MAX_ATTEMPTS {
             let request = self
-                .store
-                .get_request(id)
-                .await?
-                .ok_or(EngineError::NotFound)?;
+                .visible(who, id, &format!("decision.{}", verdict.as_str()))
+                .await?;
             let gate = self.gate_of(&request)?;
             let now = self.clock.now();
             let permit = match policy::authorize_decision(&gate, &request, who, verdict, now) {
@@ -555,11 +581,7 @@ impl Engine {
     ) -> Result<Request, EngineError> {
         let action = format!("request.{}", target.as_str());
         for _ in 0..MAX_ATTEMPTS {
-            let request = self
-                .store
-                .get_request(id)
-                .await?
-                .ok_or(EngineError::NotFound)?;
+            let request = self.visible(who, id, &action).await?;
             if let Err(e) = authorize(self, &request) {
                 self.audit_refusal(who, &action, Some(&request), None, e.code(), json!({}))
                     .await?;

@@ -17,6 +17,7 @@ const MOD_RS: &str = include_str!("../src/api/mod.rs");
 /// Every `(method, path)` the router serves under `/api/v1` (from `api/mod.rs`).
 const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
+    ("get", "/auth/config"),
     ("get", "/gates"),
     ("post", "/requests"),
     ("get", "/requests"),
@@ -48,6 +49,7 @@ const DOCUMENTED_ROOT_ROUTES: &[(&str, &str)] = &[("get", "/healthz"), ("get", "
 /// The operations that need no bearer token.
 const UNAUTHENTICATED: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
+    ("get", "/auth/config"),
     ("get", "/healthz"),
     ("get", "/readyz"),
 ];
@@ -289,9 +291,9 @@ fn type_matches(t: &str, v: &Value) -> bool {
     }
 }
 
-/// Checks `value` against `schema`, pushing problems to `errors`. Objects may not carry keys
-/// that the schema does not name (unless `additionalProperties` is a schema): a response key
-/// missing from the document is a documentation bug.
+/// Checks `value` against `schema`, pushing problems to `errors`. When `strict`, an object may
+/// not carry keys its schema's `properties` do not name (unless `additionalProperties` is a
+/// schema): a response key missing from the document is a documentation bug.
 fn check(
     doc: &Value,
     schema: &Value,

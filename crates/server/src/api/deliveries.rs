@@ -23,7 +23,7 @@ fn view(d: &Delivery) -> Value {
     json!({
         "id": d.message.id,
         "gate": d.message.gate,
-        "url": d.message.url,
+        "url": redact_url(&d.message.url),
         "event": d.message.event,
         "request_id": d.message.request_id,
         "state": d.state.as_str(),
@@ -33,6 +33,21 @@ fn view(d: &Delivery) -> Value {
         "created_at": rfc3339(&d.message.created_at),
         "updated_at": rfc3339(&d.updated_at),
     })
+}
+
+/// Webhook URLs often carry tokens in their query or credentials; show where, not how.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path()
+        }
+        Err(_) => "(invalid url)".into(),
+    }
 }
 
 async fn operator(

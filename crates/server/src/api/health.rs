@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the database answers and every issuer is
-//! usable; the body says what is not).
+//! `/healthz` (the process answers), `/readyz` (the database answers and every issuer is
+//! usable; the body says what is not), and `/api/v1/auth/config` (how clients sign in).
 
 use axum::Json;
 use axum::extract::State;
@@ -36,4 +36,25 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
         status,
         Json(json!({"ready": ready, "database": database, "issuers": issuers})),
     )
+}
+
+/// What a client needs to sign in, without signing in: each issuer's URL, kind, the public
+/// client id for the command line, and the audience and scopes to ask for.
+pub(super) async fn auth_config(State(state): State<AppState>) -> Json<Value> {
+    let issuers: Vec<Value> = state
+        .settings
+        .issuers
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.name,
+                "issuer": i.url,
+                "kind": i.kind.as_str(),
+                "cli_client_id": i.cli_client_id,
+                "audience": i.audiences.first(),
+                "scopes": i.scopes,
+            })
+        })
+        .collect();
+    Json(json!({"issuer": state.issuer(), "issuers": issuers}))
 }

@@ -69,6 +69,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/auth/config", get(health::auth_config))
         .route("/gates", get(gates::list))
         .route("/requests", post(requests::create).get(requests::list))
         .route("/requests/{id}", get(requests::get))

@@ -3,19 +3,8 @@
 
 use countersign_core::policy::Evaluation;
 use countersign_core::time::{format_duration, rfc3339};
-use countersign_core::{AuditEvent, Gate, ParamType, Principal, Request};
+use countersign_core::{AuditEvent, Gate, ParamType, Request};
 use serde_json::{Value, json};
-
-/// A principal as shown to others.
-pub fn principal(p: &Principal) -> Value {
-    json!({
-        "issuer": p.identity.issuer,
-        "subject": p.identity.subject,
-        "name": p.name,
-        "email": p.email,
-        "kind": p.kind.as_str(),
-    })
-}
 
 /// A request with its rule standing (the shape is shared with webhook payloads).
 pub fn request(r: &Request, evaluation: Option<&Evaluation>) -> Value {

@@ -2,6 +2,8 @@
 //! workload (panva `oidc-provider`), and a real database (SQLite, and PostgreSQL started by the
 //! harness). Each scenario runs against both backends.
 
+#![allow(clippy::unwrap_used)] // test scaffolding: a panic is the failure report
+
 mod grants;
 mod helpers;
 mod scenarios;
