@@ -279,3 +279,87 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// reset. Returns `false` when there is no failed delivery with that id.
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
+
+/// A browser login in flight: what the callback must match. Keyed by `state`; taken (read and
+/// deleted) exactly once.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoginTransaction {
+    /// The `state` sent to the provider (CSPRNG, ≥ 128 bits).
+    pub state: String,
+    /// SHA-256 (hex) of the pre-login cookie that binds the login to one browser.
+    pub browser_binding: String,
+    /// The configured issuer name the user was sent to (for the RFC 9207 `iss` check).
+    pub issuer: String,
+    /// The `nonce` sent (checked in the ID token).
+    pub nonce: String,
+    /// The PKCE code verifier.
+    pub pkce_verifier: String,
+    /// A local path to return to after login.
+    pub return_to: String,
+    /// The `max_age` sent, for a fresh-authentication login.
+    pub max_age: Option<i64>,
+    /// When it was started.
+    pub created_at: Timestamp,
+    /// When it stops being accepted.
+    pub expires_at: Timestamp,
+}
+
+/// A signed-in browser session, stored server-side. The cookie carries a random token; only
+/// its SHA-256 is stored, so a database read does not yield usable session cookies.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WebSession {
+    /// SHA-256 (hex) of the session cookie's value.
+    pub id_hash: String,
+    /// Who is signed in, as verified at login (or at the last refresh).
+    pub principal: crate::principal::Principal,
+    /// The provider's session id (`sid` claim), for back-channel logout.
+    pub sid: Option<String>,
+    /// The ID token, for RP-initiated logout (`id_token_hint`).
+    pub id_token: Option<String>,
+    /// The provider's refresh token, sealed by the server (never sent to the browser).
+    pub refresh_token: Option<Vec<u8>>,
+    /// The per-session CSRF token embedded in forms.
+    pub csrf_token: String,
+    /// When the session started (absolute timeout).
+    pub created_at: Timestamp,
+    /// When it was last used (idle timeout).
+    pub last_seen_at: Timestamp,
+}
+
+/// Browser logins in flight and signed-in sessions.
+#[async_trait]
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
+    /// Stores a login in flight.
+    async fn insert_login(&self, login: &LoginTransaction) -> Result<(), StoreError>;
+
+    /// Reads and deletes the login with this `state`, atomically: a second call returns `None`.
+    async fn take_login(&self, state: &str) -> Result<Option<LoginTransaction>, StoreError>;
+
+    /// Stores a new session.
+    async fn insert_session(&self, session: &WebSession) -> Result<(), StoreError>;
+
+    /// The session with this id hash.
+    async fn get_session(&self, id_hash: &str) -> Result<Option<WebSession>, StoreError>;
+
+    /// Updates `last_seen_at` (and, after a refresh, the principal and tokens).
+    async fn update_session(&self, session: &WebSession) -> Result<(), StoreError>;
+
+    /// Deletes one session. Returns whether it existed.
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+
+    /// Deletes every session of an identity at an issuer, optionally only those with the
+    /// provider session id `sid` (back-channel logout). Returns how many.
+    async fn delete_sessions(
+        &self,
+        issuer: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes logins and sessions older than the given instants (housekeeping).
+    async fn purge_sessions(
+        &self,
+        logins_before: Timestamp,
+        sessions_idle_before: Timestamp,
+    ) -> Result<u64, StoreError>;
+}
