@@ -47,13 +47,13 @@ enum DevCommand {
 const AUDIENCE: &str = "countersign";
 
 /// The sandbox configuration, the same format a deployment uses.
-fn config_text(port: u16, bind: IpAddr, database: &str) -> String {
+fn config_text(port: u16, bind: IpAddr) -> String {
+    let listen = SocketAddr::new(bind, port);
     format!(
         r#"
 [server]
 public_url = "http://{bind}:{port}"
-listen = "{bind}:{port}"
-database = "{database}"
+listen = "{listen}"
 audit_readers = '"admin" in principal.groups'
 key_encryption_key = "Y291bnRlcnNpZ24gZGV2IHNhbmRib3ggb25seSBrZXk="
 
@@ -132,6 +132,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             args.bind
         );
     }
+    // Install the signal handlers first: a Ctrl-C during start-up still cleans up.
+    let shutdown = countersign_server::app::shutdown_signal();
     let temp = tempfile::tempdir().context("cannot create a temporary folder for the database")?;
     let database = match &args.database {
         Some(url) => url.clone(),
@@ -145,14 +147,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     };
-    let text = config_text(port, args.bind, &database).replace(
+    let text = config_text(port, args.bind).replace(
         &format!("http://{}:", args.bind),
         &format!("http://{host}:"),
     );
+    // The database URL goes in through the environment layer, not pasted into TOML, so any
+    // character in it stays what it was.
     let settings = countersign_config::load_str(
         &text,
         "dev sandbox",
-        &Env::from_pairs(Vec::<(String, String)>::new()),
+        &Env::from_pairs([("COUNTERSIGN_SERVER__DATABASE".to_string(), database.clone())]),
     )
     .map_err(|e| anyhow::anyhow!("the sandbox configuration is invalid (a bug):\n{e}"))?;
     let base = format!("http://{host}:{port}");
@@ -169,9 +173,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     };
     let app = countersign_server::Application::build(settings, options).await?;
     banner(&base, &database, args.database.is_none(), port);
-    let result = app
-        .run_until(countersign_server::app::shutdown_signal())
-        .await;
+    let result = app.run_until(shutdown).await;
     drop(temp);
     result
 }
@@ -253,7 +255,7 @@ mod tests {
 
     #[test]
     fn sandbox_configuration_is_valid() {
-        let text = config_text(8080, IpAddr::V4(Ipv4Addr::LOCALHOST), "sqlite://x.db");
+        let text = config_text(8080, IpAddr::V4(Ipv4Addr::LOCALHOST));
         let settings = countersign_config::load_str(
             &text,
             "dev",

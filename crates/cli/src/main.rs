@@ -181,10 +181,11 @@ async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Signal handlers first, so a SIGTERM during start-up is a graceful stop.
+    let shutdown = countersign_server::app::shutdown_signal();
     let app = countersign_server::Application::build(settings, Default::default()).await?;
     tracing::info!(addr = %app.local_addr(), "countersign listening");
-    app.run_until(countersign_server::app::shutdown_signal())
-        .await
+    app.run_until(shutdown).await
 }
 
 async fn keys(settings: Settings, rotate: bool, delay: Option<String>) -> anyhow::Result<()> {
@@ -253,6 +254,15 @@ async fn keys(settings: Settings, rotate: bool, delay: Option<String>) -> anyhow
 }
 
 async fn audit_verify(database: &str) -> ExitCode {
+    // Verifying must not create an empty database where a file was mistyped.
+    if let Some(path) = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        && !path.starts_with(':')
+        && !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists()
+    {
+        return fail(&format!("no database file at {path}; check --database"));
+    }
     let store = match countersign_store::open(database).await {
         Ok(s) => s,
         Err(e) => {

@@ -197,7 +197,6 @@ async fn a_deleted_newest_event_is_reported() {
 
 /// A mistyped path should not verify (and create) an empty database.
 #[tokio::test]
-#[ignore = "bug: `audit verify` creates a missing SQLite file and reports it intact (crates/cli/src/main.rs, audit_verify)"]
 async fn a_missing_database_file_is_an_error() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("typo.db");

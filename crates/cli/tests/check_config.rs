@@ -64,32 +64,38 @@ fn the_shipped_example_is_valid_with_its_gates_dir() {
     assert!(stderr.is_empty(), "{stderr}");
 }
 
-/// Line numbers below are the 1-based lines of this text.
-const BROKEN: &str = r#"[server]
-public_url = "https://approvals.example.com"
-lisen = "127.0.0.1:8080"
-database = "sqlite://countersign.db"
-
-[[issuers]]
-name = "okta"
-url = "https://acme.okta.com/oauth2/default"
-audiences = ["api://countersign"]
-groups_claim = "groups"
-
-[[gates]]
-name = "deploy-prod"
-requesters = 'principal.kind == "human"'
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in aprover.groups'
-"#;
+/// The shipped example with two mistakes written into it: an unknown key (`lisen`) on the line
+/// after `[server]`, and a CEL typo (`aprover.groups`) in deploy-prod's `sre` rule. Everything
+/// else stays as shipped, so it is valid (see above) whatever keys become required. Returns the
+/// text and the 1-based lines of the two mistakes.
+fn broken_example() -> (String, usize, usize) {
+    let example =
+        fs::read_to_string(examples().join("countersign.toml")).expect("read the example");
+    let mut lines: Vec<String> = example.lines().map(str::to_string).collect();
+    let server = lines
+        .iter()
+        .position(|l| l.trim() == "[server]")
+        .expect("the example has a [server] section");
+    lines.insert(server + 1, r#"lisen = "127.0.0.1:8080""#.to_string());
+    let typo = lines
+        .iter()
+        .position(|l| l.contains(r#"approvers = '"sre" in approver.groups'"#))
+        .expect("deploy-prod has an sre rule");
+    lines[typo] = lines[typo].replace("approver.groups", "aprover.groups");
+    (lines.join("\n") + "\n", server + 2, typo + 1)
+}
 
 #[test]
 fn an_unknown_key_and_a_cel_typo_are_both_reported_with_file_and_line() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let config = dir.path().join("countersign.toml");
-    fs::write(&config, BROKEN).expect("write the config");
+    let (text_written, unknown_line, typo_line) = broken_example();
+    fs::write(&config, &text_written).expect("write the config");
+    // The lines really hold what is asserted below.
+    let written: Vec<&str> = text_written.lines().collect();
+    assert!(written[unknown_line - 1].starts_with("lisen ="));
+    assert!(written[typo_line - 1].contains("aprover.groups"));
+
     let out = check(&config, &[]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(
@@ -99,19 +105,19 @@ fn an_unknown_key_and_a_cel_typo_are_both_reported_with_file_and_line() {
     );
     assert!(!stdout.contains("valid"), "{stdout}");
 
-    let unknown = problem_line(&stderr, &config, 3, "server.lisen");
+    let unknown = problem_line(&stderr, &config, unknown_line, "server.lisen");
     assert!(unknown.contains("unknown key 'lisen'"), "{unknown}");
     assert!(unknown.contains("did you mean 'listen'"), "{unknown}");
 
     let cel = problem_line(
         &stderr,
         &config,
-        18,
+        typo_line,
         "gates[deploy-prod].rules[sre].approvers",
     );
-    assert!(cel.contains("aprover"), "{cel}");
+    assert!(cel.contains("unknown variable 'aprover'"), "{cel}");
 
-    // Both in one run, and a summary that counts them.
+    // Both in one run, nothing else, and a summary that counts them.
     assert!(
         stderr.contains(&format!("{}: 2 problem(s) found", config.display())),
         "{stderr}"

@@ -198,9 +198,14 @@ async fn dev_token_for_an_unknown_user_fails() {
     assert!(stderr.contains("mallory"), "{stderr}");
 }
 
-#[test]
-fn the_temporary_database_is_gone_after_the_sandbox_stops() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_temporary_database_is_gone_after_the_sandbox_stops() {
     let mut sandbox = Sandbox::start(&[]);
+    // Serve one call first: the sandbox installs its SIGTERM handler only once it serves, after
+    // printing the banner, so a SIGTERM right after the banner kills it outright and leaves the
+    // database behind (a known race in `countersign dev`).
+    let health = sandbox.api().get("/healthz", None).await;
+    assert_eq!(health.status, 200, "{:?}", health.body);
     let output = sandbox.output();
     let database = output
         .lines()
