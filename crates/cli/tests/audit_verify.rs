@@ -176,7 +176,6 @@ async fn an_edited_or_deleted_event_is_named_by_its_seq() {
 /// schema keeps the head apart for exactly this), but `verify_audit` never reads the head, so
 /// a truncated tail verifies as intact until the next append.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: `audit verify` does not compare the last event with audit_head (crates/store/src/lib.rs, verify_audit)"]
 async fn a_deleted_newest_event_is_reported() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("a.db");

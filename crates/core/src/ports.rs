@@ -202,6 +202,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The chain head as the store last wrote it: `(seq, hash)` of the newest event, `(0,
+    /// GENESIS_HASH)` when there is none. Kept apart from the events, so deleting the newest
+    /// events is visible to a verifier that compares its last event with this.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
+
     // ---- grants ----
 
     /// Records an issued grant in one transaction with its events and outbox messages, only

@@ -9,7 +9,7 @@ use countersign_core::audit::{Actor, AuditEvent};
 use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
-use countersign_core::ports::AttemptOutcome;
+use countersign_core::ports::{AttemptOutcome, LoginTransaction, WebSession};
 use countersign_core::request::{ApprovalPath, Decision, Request, State, Verdict};
 use countersign_core::{Digest, Principal, RequestId, StoreError, Timestamp};
 use serde_json::Value;
@@ -118,9 +118,14 @@ pub(crate) fn millis(t: &Timestamp) -> i64 {
     t.timestamp_millis()
 }
 
-/// Names a stored row in decode errors without quoting stored content.
+/// Names a stored row in decode errors without quoting stored content. Rows whose key is a
+/// secret (a login's `state`, a session's cookie hash) pass an empty `id` and are not named.
 fn unreadable(what: &str, id: &str, problem: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("stored {what} {id} is unreadable: {problem}"))
+    if id.is_empty() {
+        StoreError::Backend(format!("a stored {what} is unreadable: {problem}"))
+    } else {
+        StoreError::Backend(format!("stored {what} {id} is unreadable: {problem}"))
+    }
 }
 
 fn instant(what: &str, id: &str, column: &str, ms: i64) -> Result<Timestamp, StoreError> {
@@ -541,6 +546,150 @@ impl DeliveryRow {
     }
 }
 
+/// The columns of `login_transactions`, in the order of [`crate::sql::INSERT_LOGIN`].
+#[derive(Debug)]
+pub(crate) struct LoginRow {
+    pub state: String,
+    pub browser_binding: String,
+    pub issuer: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub return_to: String,
+    pub max_age: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl LoginRow {
+    pub fn encode(l: &LoginTransaction) -> Self {
+        Self {
+            state: l.state.clone(),
+            browser_binding: l.browser_binding.clone(),
+            issuer: l.issuer.clone(),
+            nonce: l.nonce.clone(),
+            pkce_verifier: l.pkce_verifier.clone(),
+            return_to: l.return_to.clone(),
+            max_age: l.max_age,
+            created_at: millis(&l.created_at),
+            expires_at: millis(&l.expires_at),
+        }
+    }
+
+    pub fn read<R: Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            state: row.try_get("state")?,
+            browser_binding: row.try_get("browser_binding")?,
+            issuer: row.try_get("issuer")?,
+            nonce: row.try_get("nonce")?,
+            pkce_verifier: row.try_get("pkce_verifier")?,
+            return_to: row.try_get("return_to")?,
+            max_age: row.try_get("max_age")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+        })
+    }
+
+    pub fn decode(self) -> Result<LoginTransaction, StoreError> {
+        // The state is a secret until the callback has used it: never named in errors.
+        const WHAT: &str = "login transaction";
+        Ok(LoginTransaction {
+            created_at: instant(WHAT, "", "created_at", self.created_at)?,
+            expires_at: instant(WHAT, "", "expires_at", self.expires_at)?,
+            state: self.state,
+            browser_binding: self.browser_binding,
+            issuer: self.issuer,
+            nonce: self.nonce,
+            pkce_verifier: self.pkce_verifier,
+            return_to: self.return_to,
+            max_age: self.max_age,
+        })
+    }
+}
+
+/// The columns of `web_sessions`, in the order of [`crate::sql::INSERT_SESSION`]. `issuer` and
+/// `subject` repeat `principal.identity`, for back-channel logout.
+#[derive(Debug)]
+pub(crate) struct SessionRow {
+    pub id_hash: String,
+    pub issuer: String,
+    pub subject: String,
+    pub sid: Option<String>,
+    pub principal: String,
+    pub id_token: Option<String>,
+    pub refresh_token: Option<Vec<u8>>,
+    pub csrf_token: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+impl SessionRow {
+    pub fn encode(s: &WebSession) -> Result<Self, StoreError> {
+        Ok(Self {
+            id_hash: s.id_hash.clone(),
+            issuer: s.principal.identity.issuer.clone(),
+            subject: s.principal.identity.subject.clone(),
+            sid: s.sid.clone(),
+            principal: to_json("session principal", &s.principal)?,
+            id_token: s.id_token.clone(),
+            refresh_token: s.refresh_token.clone(),
+            csrf_token: s.csrf_token.clone(),
+            created_at: millis(&s.created_at),
+            last_seen_at: millis(&s.last_seen_at),
+        })
+    }
+
+    pub fn read<R: Row>(row: &R) -> Result<Self, sqlx::Error>
+    where
+        for<'a> &'a str: ColumnIndex<R>,
+        for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+        for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        Ok(Self {
+            id_hash: row.try_get("id_hash")?,
+            issuer: row.try_get("issuer")?,
+            subject: row.try_get("subject")?,
+            sid: row.try_get("sid")?,
+            principal: row.try_get("principal")?,
+            id_token: row.try_get("id_token")?,
+            refresh_token: row.try_get("refresh_token")?,
+            csrf_token: row.try_get("csrf_token")?,
+            created_at: row.try_get("created_at")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+        })
+    }
+
+    pub fn decode(self) -> Result<WebSession, StoreError> {
+        // The key is the hash of a live cookie: never named in errors.
+        const WHAT: &str = "web session";
+        let principal: Principal = from_json(WHAT, "", "principal", &self.principal)?;
+        // The identity columns are what logout deletes by: a row where they disagree with the
+        // principal could outlive its logout, so it is refused rather than used.
+        if principal.identity.issuer != self.issuer || principal.identity.subject != self.subject {
+            return Err(unreadable(
+                WHAT,
+                "",
+                "issuer and subject disagree with the principal",
+            ));
+        }
+        Ok(WebSession {
+            principal,
+            created_at: instant(WHAT, "", "created_at", self.created_at)?,
+            last_seen_at: instant(WHAT, "", "last_seen_at", self.last_seen_at)?,
+            id_hash: self.id_hash,
+            sid: self.sid,
+            id_token: self.id_token,
+            refresh_token: self.refresh_token,
+            csrf_token: self.csrf_token,
+        })
+    }
+}
+
 /// How an attempt's outcome is written by [`crate::sql::RECORD_ATTEMPT`]: the new state, the
 /// next attempt time (kept when `None`) and the error (kept when `None`).
 pub(crate) fn attempt_columns(
@@ -697,4 +846,59 @@ macro_rules! bind_delivery {
     }};
 }
 
-pub(crate) use {bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_request};
+/// Binds a [`LoginRow`] in the order of [`crate::sql::INSERT_LOGIN`].
+macro_rules! bind_login {
+    ($query:expr, $row:expr) => {{
+        let l = $row;
+        $query
+            .bind(l.state.as_str())
+            .bind(l.browser_binding.as_str())
+            .bind(l.issuer.as_str())
+            .bind(l.nonce.as_str())
+            .bind(l.pkce_verifier.as_str())
+            .bind(l.return_to.as_str())
+            .bind(l.max_age)
+            .bind(l.created_at)
+            .bind(l.expires_at)
+    }};
+}
+
+/// Binds a [`SessionRow`] in the order of [`crate::sql::INSERT_SESSION`].
+macro_rules! bind_session {
+    ($query:expr, $row:expr) => {{
+        let s = $row;
+        $query
+            .bind(s.id_hash.as_str())
+            .bind(s.issuer.as_str())
+            .bind(s.subject.as_str())
+            .bind(s.sid.as_deref())
+            .bind(s.principal.as_str())
+            .bind(s.id_token.as_deref())
+            .bind(s.refresh_token.as_deref())
+            .bind(s.csrf_token.as_str())
+            .bind(s.created_at)
+            .bind(s.last_seen_at)
+    }};
+}
+
+/// Binds a [`SessionRow`] in the order of [`crate::sql::UPDATE_SESSION`] (no `created_at`).
+macro_rules! bind_session_update {
+    ($query:expr, $row:expr) => {{
+        let s = $row;
+        $query
+            .bind(s.id_hash.as_str())
+            .bind(s.issuer.as_str())
+            .bind(s.subject.as_str())
+            .bind(s.sid.as_deref())
+            .bind(s.principal.as_str())
+            .bind(s.id_token.as_deref())
+            .bind(s.refresh_token.as_deref())
+            .bind(s.csrf_token.as_str())
+            .bind(s.last_seen_at)
+    }};
+}
+
+pub(crate) use {
+    bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_login, bind_request,
+    bind_session, bind_session_update,
+};

@@ -1,15 +1,18 @@
 //! Storage for countersign: SQLite and PostgreSQL implementations of the core's [`Store`],
-//! [`KeyStore`] and [`OutboxStore`] ports, with their schemas embedded and applied at start.
+//! [`KeyStore`], [`OutboxStore`] and [`SessionStore`] ports, with their schemas embedded and
+//! applied at start.
 //!
 //! Both backends keep the same rows (timestamps as Unix milliseconds, JSON as text) and follow
 //! the same rules: a change to a request is a compare-and-set on `(id, version)`, and the audit
 //! events that record it are chained and written in the same transaction, so there is never a
 //! change without its event nor an event without its change. Webhook messages go to the outbox
 //! (`deliveries`) in that same transaction, and grants are recorded only while their request is
-//! still approved at the version they were computed from. One conformance suite
-//! (`tests/conformance.rs`) runs against both.
+//! still approved at the version they were computed from. Browser logins in flight are taken
+//! (read and deleted) by one `DELETE … RETURNING`, so a login's `state` is accepted at most
+//! once; web sessions are kept by the SHA-256 of their cookie, never the cookie itself. One
+//! conformance suite (`tests/conformance.rs`) runs against both.
 //!
-//! Start with [`open_stores`] (all three ports over one connection pool) or [`open`] (requests
+//! Start with [`open_stores`] (all four ports over one connection pool) or [`open`] (requests
 //! and the audit chain only); both pick the backend from the URL and migrate.
 
 mod codec;
@@ -23,14 +26,15 @@ use std::sync::Arc;
 use countersign_core::audit::ChainVerifier;
 use countersign_core::ports::AuditQuery;
 
-pub use countersign_core::{ChainBreak, KeyStore, OutboxStore, Store, StoreError};
+pub use countersign_core::ports::{LoginTransaction, WebSession};
+pub use countersign_core::{ChainBreak, KeyStore, OutboxStore, SessionStore, Store, StoreError};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// How many events [`verify_audit`] reads at a time.
 const VERIFY_PAGE: u32 = 5000;
 
-/// The three storage ports over one database and one connection pool (and, for SQLite, one
+/// The four storage ports over one database and one connection pool (and, for SQLite, one
 /// writer queue), as [`open_stores`] returns them.
 #[derive(Clone, Debug)]
 pub struct Stores {
@@ -40,21 +44,24 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     /// The webhook outbox.
     pub outbox: Arc<dyn OutboxStore>,
+    /// Browser logins in flight and signed-in web sessions.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 impl Stores {
-    /// The three ports of one backend value.
-    fn of<S: Store + KeyStore + OutboxStore + 'static>(backend: S) -> Self {
+    /// The four ports of one backend value.
+    fn of<S: Store + KeyStore + OutboxStore + SessionStore + 'static>(backend: S) -> Self {
         let backend = Arc::new(backend);
         Self {
             store: backend.clone(),
             keys: backend.clone(),
-            outbox: backend,
+            outbox: backend.clone(),
+            sessions: backend,
         }
     }
 }
 
-/// Opens the database at `database_url`, brings its schema up to date, and returns the three
+/// Opens the database at `database_url`, brings its schema up to date, and returns the four
 /// storage ports sharing one connection pool.
 ///
 /// - `sqlite://path/to/file.db` or `sqlite:file.db`: a SQLite file, created if missing;
@@ -84,12 +91,35 @@ pub async fn open(database_url: &str) -> Result<Arc<dyn Store>, StoreError> {
     open_stores(database_url).await.map(|stores| stores.store)
 }
 
+/// After the last readable event: the head the store recorded must be that event, else the
+/// newest events were deleted (or the head was tampered with).
+async fn check_head(store: &dyn Store, verifier: &ChainVerifier) -> Result<u64, ChainBreak> {
+    let next = i64::try_from(verifier.verified())
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
+    let (seq, hash) = store.audit_head().await.map_err(|e| ChainBreak {
+        seq: next,
+        reason: format!("the chain head cannot be read: {e}"),
+    })?;
+    if seq + 1 != next || hash != verifier.head_hash() {
+        return Err(ChainBreak {
+            seq: next,
+            reason: format!(
+                "events after seq {} are missing (the recorded chain head is seq {seq})",
+                next - 1
+            ),
+        });
+    }
+    Ok(verifier.verified())
+}
+
 /// Recomputes the whole audit chain from seq 1 and returns how many events verified, or the
 /// first event that does not.
 ///
 /// An event that cannot even be read back (a column edited into something unparseable) is
 /// reported as a break at its sequence number; a database that cannot be read at all is
-/// reported as a break at the first sequence number not yet verified.
+/// reported as a break at the first sequence number not yet verified. Events deleted from the
+/// end are caught by comparing the last event with the chain head the store keeps apart.
 pub async fn verify_audit(store: &dyn Store) -> Result<u64, ChainBreak> {
     let mut verifier = ChainVerifier::new();
     let mut after_seq = 0_i64;
@@ -118,7 +148,7 @@ pub async fn verify_audit(store: &dyn Store) -> Result<u64, ChainBreak> {
             }
         };
         let Some(last) = page.last() else {
-            return Ok(verifier.verified());
+            return check_head(store, &verifier).await;
         };
         let last_seq = last.seq;
         for event in &page {

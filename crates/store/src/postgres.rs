@@ -15,7 +15,9 @@
 //! `grants.single_use_request` refuses a second single-use grant. Webhook deliveries are
 //! written in the transaction of the change they announce, and claimed by workers with
 //! `FOR UPDATE SKIP LOCKED`: replicas polling together never take the same row, and a claimed
-//! row's `next_attempt_at` moves to the end of its lease before the claim commits.
+//! row's `next_attempt_at` moves to the end of its lease before the claim commits. A browser
+//! login is taken with one `DELETE … RETURNING`: of two callbacks with the same `state`, the
+//! second waits for the first's row lock and then finds the row gone.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,7 +28,8 @@ use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
 use countersign_core::ports::{
-    AttemptOutcome, AuditQuery, KeyStore, Order, OutboxStore, RequestFilter, Store, Transition,
+    AttemptOutcome, AuditQuery, KeyStore, LoginTransaction, Order, OutboxStore, RequestFilter,
+    SessionStore, Store, Transition, WebSession,
 };
 use countersign_core::request::{Decision, Request, State};
 use countersign_core::{RequestId, StoreError, Timestamp};
@@ -35,9 +38,9 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr};
 
 use crate::codec::{
-    DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, RequestRow, attempt_columns,
-    bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_request, group_decisions,
-    lease_end,
+    DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
+    attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_login,
+    bind_request, bind_session, bind_session_update, group_decisions, lease_end,
 };
 use crate::error::{backend, grant_refused, is_unique_violation};
 use crate::sql;
@@ -67,6 +70,13 @@ fn migrator() -> Migrator {
             "grants keys outbox".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0002_grants_keys_outbox.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            3,
+            "sessions".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0003_sessions.sql").into_sql_str(),
             false,
         ),
     ])
@@ -442,6 +452,13 @@ impl Store for PostgresStore {
             .map_err(|e| backend("pinging the database", e))
     }
 
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        sqlx::query_as::<_, (i64, String)>("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| backend("reading the audit chain head", e))
+    }
+
     #[tracing::instrument(skip_all, fields(request_id = %grant.request_id))]
     async fn insert_grant(
         &self,
@@ -722,5 +739,177 @@ impl OutboxStore for PostgresStore {
             .await
             .map_err(|e| backend("committing a delivery retry", e))?;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    // No span field names a login's state or a session's key: both are secrets.
+
+    #[tracing::instrument(skip_all)]
+    async fn insert_login(&self, login: &LoginTransaction) -> Result<(), StoreError> {
+        let row = LoginRow::encode(login);
+        let mut tx = self.begin_write().await?;
+        if let Err(e) = bind_login!(sqlx::query(sql::INSERT_LOGIN), &row)
+            .execute(&mut *tx)
+            .await
+        {
+            return Err(if is_unique_violation(&e) {
+                StoreError::Duplicate("a login with this state already exists".into())
+            } else {
+                backend("storing a login", e)
+            });
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a login", e))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn take_login(&self, state: &str) -> Result<Option<LoginTransaction>, StoreError> {
+        // Read and delete in one statement: a concurrent taker of the same state waits for this
+        // row lock, then finds the row gone and returns nothing.
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(sql::TAKE_LOGIN)
+            .bind(state)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| backend("taking a login", e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let row = LoginRow::read(&row).map_err(|e| backend("taking a login", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a login take", e))?;
+        row.decode().map(Some)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn insert_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        let row = SessionRow::encode(session)?;
+        let mut tx = self.begin_write().await?;
+        if let Err(e) = bind_session!(sqlx::query(sql::INSERT_SESSION), &row)
+            .execute(&mut *tx)
+            .await
+        {
+            return Err(if is_unique_violation(&e) {
+                StoreError::Duplicate("a session with this id already exists".into())
+            } else {
+                backend("storing a session", e)
+            });
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a session", e))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_session(&self, id_hash: &str) -> Result<Option<WebSession>, StoreError> {
+        let row = sqlx::query(sql::SELECT_SESSION)
+            .bind(id_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("reading a session", e))?;
+        row.map(|r| {
+            SessionRow::read(&r)
+                .map_err(|e| backend("reading a session", e))
+                .and_then(SessionRow::decode)
+        })
+        .transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_session(&self, session: &WebSession) -> Result<(), StoreError> {
+        let row = SessionRow::encode(session)?;
+        let mut tx = self.begin_write().await?;
+        let changed = bind_session_update!(sqlx::query(sql::UPDATE_SESSION), &row)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("updating a session", e))?
+            .rows_affected();
+        if changed == 0 {
+            // Signed out (or purged) meanwhile: the session stays gone.
+            return Err(StoreError::NotFound);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a session update", e))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let changed = sqlx::query(sql::DELETE_SESSION)
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("deleting a session", e))?
+            .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a session deletion", e))?;
+        Ok(true)
+    }
+
+    #[tracing::instrument(skip_all, fields(issuer = %issuer))]
+    async fn delete_sessions(
+        &self,
+        issuer: &str,
+        subject: Option<&str>,
+        sid: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let query = match (subject, sid) {
+            (Some(subject), Some(sid)) => sqlx::query(sql::DELETE_SESSIONS_OF_SUBJECT_AND_SID)
+                .bind(issuer)
+                .bind(subject)
+                .bind(sid),
+            (Some(subject), None) => sqlx::query(sql::DELETE_SESSIONS_OF_SUBJECT)
+                .bind(issuer)
+                .bind(subject),
+            (None, Some(sid)) => sqlx::query(sql::DELETE_SESSIONS_OF_SID)
+                .bind(issuer)
+                .bind(sid),
+            // Neither names anyone: deleting "every session at the issuer" is never meant.
+            (None, None) => return Ok(0),
+        };
+        let mut tx = self.begin_write().await?;
+        let deleted = query
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("deleting sessions", e))?
+            .rows_affected();
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a session deletion", e))?;
+        Ok(deleted)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge_sessions(
+        &self,
+        logins_before: Timestamp,
+        sessions_idle_before: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let logins = sqlx::query(sql::PURGE_LOGINS)
+            .bind(logins_before.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("purging logins", e))?
+            .rows_affected();
+        let sessions = sqlx::query(sql::PURGE_SESSIONS)
+            .bind(sessions_idle_before.timestamp_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend("purging sessions", e))?
+            .rows_affected();
+        tx.commit()
+            .await
+            .map_err(|e| backend("committing a purge", e))?;
+        Ok(logins + sessions)
     }
 }

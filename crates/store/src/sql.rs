@@ -43,6 +43,20 @@ macro_rules! delivery_columns {
     };
 }
 
+macro_rules! login_columns {
+    () => {
+        "state, browser_binding, issuer, nonce, pkce_verifier, return_to, max_age, created_at, \
+         expires_at"
+    };
+}
+
+macro_rules! session_columns {
+    () => {
+        "id_hash, issuer, subject, sid, principal, id_token, refresh_token, csrf_token, \
+         created_at, last_seen_at"
+    };
+}
+
 /// Columns read for a request, as [`crate::codec::RequestRow::read`] expects them.
 pub(crate) const REQUEST_COLUMNS: &str = request_columns!();
 
@@ -173,6 +187,57 @@ pub(crate) const DELIVERY_EXISTS: &str = "SELECT COUNT(*) FROM deliveries WHERE 
 /// A failed delivery back to pending, due at `$2`, its attempts reset.
 pub(crate) const RETRY_DELIVERY: &str = "UPDATE deliveries SET state = 'pending', \
     next_attempt_at = $2, attempts = 0, updated_at = $2 WHERE id = $1 AND state = 'failed'";
+
+pub(crate) const INSERT_LOGIN: &str = concat!(
+    "INSERT INTO login_transactions (",
+    login_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+
+/// Reads and deletes a login in one statement: of concurrent takers of the same state, at
+/// most one gets the row (SQLite runs it under its write lock; PostgreSQL's row lock makes a
+/// second deleter wait, then find the row gone).
+pub(crate) const TAKE_LOGIN: &str = concat!(
+    "DELETE FROM login_transactions WHERE state = $1 RETURNING ",
+    login_columns!()
+);
+
+pub(crate) const INSERT_SESSION: &str = concat!(
+    "INSERT INTO web_sessions (",
+    session_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+pub(crate) const SELECT_SESSION: &str = concat!(
+    "SELECT ",
+    session_columns!(),
+    " FROM web_sessions WHERE id_hash = $1"
+);
+
+/// Everything but the key and `created_at` (the absolute timeout runs from the sign-in, not
+/// from a refresh), in the order of [`crate::codec::bind_session_update`]. An update never
+/// creates a session: one deleted meanwhile (a logout) stays deleted.
+pub(crate) const UPDATE_SESSION: &str = "UPDATE web_sessions SET issuer = $2, subject = $3, \
+    sid = $4, principal = $5, id_token = $6, refresh_token = $7, csrf_token = $8, \
+    last_seen_at = $9 WHERE id_hash = $1";
+
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM web_sessions WHERE id_hash = $1";
+
+/// Back-channel logout of an identity (served by `web_sessions_subject_sid`).
+pub(crate) const DELETE_SESSIONS_OF_SUBJECT: &str =
+    "DELETE FROM web_sessions WHERE issuer = $1 AND subject = $2";
+
+/// Back-channel logout of one provider session (served by `web_sessions_sid`).
+pub(crate) const DELETE_SESSIONS_OF_SID: &str =
+    "DELETE FROM web_sessions WHERE issuer = $1 AND sid = $2";
+
+/// Back-channel logout of one provider session of one identity: both must match.
+pub(crate) const DELETE_SESSIONS_OF_SUBJECT_AND_SID: &str =
+    "DELETE FROM web_sessions WHERE issuer = $1 AND subject = $2 AND sid = $3";
+
+pub(crate) const PURGE_LOGINS: &str = "DELETE FROM login_transactions WHERE expires_at < $1";
+
+pub(crate) const PURGE_SESSIONS: &str = "DELETE FROM web_sessions WHERE last_seen_at < $1";
 
 /// The most deliveries one page (or one claim) returns.
 pub(crate) const MAX_DELIVERY_PAGE: u32 = 500;
