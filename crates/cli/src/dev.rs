@@ -233,6 +233,14 @@ Try it from another terminal:
   curl -s -H "Authorization: Bearer $BOB" -H 'content-type: application/json' \
        -d '{{"digest":"<digest from the request>"}}' {base}/api/v1/requests/<id>/approve
   (then the same as carol: the request is approved once both teams have approved)
+
+Or with the CLI (sign in as alice in the browser, then approve as bob and carol):
+
+  export COUNTERSIGN_SERVER={base}
+  countersign login
+  countersign request deploy-prod -p service=api -p version=1.4.2 --reason "hotfix INC-42" --wait
+  COUNTERSIGN_ID_TOKEN=$(countersign dev token bob) countersign approve <id>     # another terminal
+  COUNTERSIGN_ID_TOKEN=$(countersign dev token carol) countersign approve <id>
 "#,
         temp = if temporary {
             "   (temporary; gone when the sandbox stops)"
@@ -243,9 +251,9 @@ Try it from another terminal:
     ));
 }
 
-#[allow(clippy::print_stdout)] // the sandbox's banner and `dev token` are its interface
+/// The sandbox's banner and `dev token` are its interface, on stdout.
 fn say(text: &str) {
-    println!("{text}");
+    crate::output::out(text);
 }
 
 #[cfg(test)]

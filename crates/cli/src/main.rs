@@ -1,18 +1,30 @@
-//! The `countersign` binary: the server (`serve`), the one-command sandbox (`dev`), and the
-//! offline tools (`check-config`, `audit verify`, `migrate`).
+//! The `countersign` binary: the server (`serve`), the one-command sandbox (`dev`), the
+//! client that talks to a server (`login`, `request`, `approve`, `run`, …), and the offline
+//! tools (`check-config`, `explain`, `audit verify`, `migrate`, `keys`).
 
+mod api;
+mod auth;
+mod clock;
+mod commands;
 mod dev;
+mod failure;
+mod http;
+mod output;
+mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use countersign_config::{Env, Settings};
+
+use commands::{decide, explain, gates, login, requests, run, wait};
+use failure::{EXIT_CODES_HELP, Outcome};
 
 /// countersign: approvals for risky actions, decided by the people your identity provider
 /// vouches for.
 #[derive(Debug, Parser)]
-#[command(name = "countersign", version, about, long_about = None)]
+#[command(name = "countersign", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,6 +49,36 @@ enum Command {
     /// Run a sandbox on loopback: a fresh database, a built-in OpenID provider with demo users,
     /// and demo gates.
     Dev(dev::DevArgs),
+    /// Sign in to a server (device flow, or a browser on this machine); the login is cached.
+    Login(login::LoginArgs),
+    /// Forget the cached login to a server.
+    Logout(login::LogoutArgs),
+    /// List the gates and what you may do with each, or show one gate in full.
+    Gates(gates::GatesArgs),
+    /// Ask for approval on a gate; with --wait, wait for the decision.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Request(requests::RequestArgs),
+    /// List requests you can see.
+    Ls(requests::LsArgs),
+    /// Show a request: what is asked, by whom, and where its rules stand.
+    Show(requests::OneArgs),
+    /// Approve a request, after showing exactly what is approved.
+    Approve(decide::ApproveArgs),
+    /// Reject a request, after showing exactly what is rejected.
+    Reject(decide::RejectArgs),
+    /// Withdraw your pending request.
+    Cancel(requests::EndArgs),
+    /// Revoke an approved request: its grant stops being valid.
+    Revoke(requests::EndArgs),
+    /// Print the grant token of your approved request.
+    Token(requests::OneArgs),
+    /// Wait for a request to be decided.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Wait(wait::WaitArgs),
+    /// Request, wait for approval, then run a command with the grant token in its environment
+    /// (COUNTERSIGN_TOKEN, COUNTERSIGN_REQUEST_ID).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(run::RunArgs),
     /// Validate a configuration file: every key, every condition. Exit code 0 only when valid.
     CheckConfig {
         /// The configuration file.
@@ -48,6 +90,9 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// For a gate and a set of claims: may they request, would it be approved automatically,
+    /// which approval rules could they fill, and why (each condition and its result). Offline.
+    Explain(explain::ExplainArgs),
     /// Apply database migrations and exit.
     Migrate {
         /// The configuration file (its `server.database` is used).
@@ -68,6 +113,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Print a shell completion script (e.g. `countersign completions bash > /etc/bash_completion.d/countersign`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -113,7 +163,10 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,6 +192,29 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Dev(args) => {
             init_logs(false);
             result(dev::run(args).await)
+        }
+        Command::Login(args) => client(login::login(args).await),
+        Command::Logout(args) => client(login::logout(args).await),
+        Command::Gates(args) => client(gates::run(args).await),
+        Command::Request(args) => client(requests::request(args).await),
+        Command::Ls(args) => client(requests::ls(args).await),
+        Command::Show(args) => client(requests::show(args).await),
+        Command::Approve(args) => client(decide::approve(args).await),
+        Command::Reject(args) => client(decide::reject(args).await),
+        Command::Cancel(args) => client(requests::end(args, "cancel").await),
+        Command::Revoke(args) => client(requests::end(args, "revoke").await),
+        Command::Token(args) => client(requests::token(args).await),
+        Command::Wait(args) => client(wait::run(args).await),
+        Command::Run(args) => client(run::run(args).await),
+        Command::Explain(args) => client(explain::run(args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "countersign",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
         Command::CheckConfig { config } => match load(&config) {
             Ok(settings) => {
@@ -314,6 +390,67 @@ fn init_logs(json: bool) {
     }
 }
 
+/// A client command's outcome as the process's exit code; a failure is printed as one line.
+fn client(outcome: Outcome) -> ExitCode {
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            output::error(&failure.message);
+            ExitCode::from(failure.exit)
+        }
+    }
+}
+
+/// Bad arguments: clap's first line, a pointer to the right `--help`, exit code 1 (clap's own 2
+/// would read as "rejected"). Help and version are printed as clap writes them.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(failure::exit::ERROR)
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let mut lines = rendered.lines().skip_while(|l| l.trim().is_empty());
+            let mut first = lines
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim()
+                .trim_start_matches("error:")
+                .trim()
+                .to_string();
+            // "the following required arguments were not provided:" lists them below.
+            if first.ends_with(':') {
+                let listed: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' ') && !l.trim().is_empty())
+                    .map(str::trim)
+                    .collect();
+                first = format!("{} {}", first, listed.join(", "));
+            }
+            // The subcommands named on the command line, to point at the right help.
+            let mut command = Cli::command();
+            let mut path = vec!["countersign".to_string()];
+            for arg in std::env::args().skip(1) {
+                match command.find_subcommand(&arg) {
+                    Some(sub) => {
+                        path.push(sub.get_name().to_string());
+                        command = sub.clone();
+                    }
+                    None if arg.starts_with('-') => {}
+                    None => break,
+                }
+            }
+            output::error(&format!("{first}; see `{} --help`", path.join(" ")));
+            ExitCode::from(failure::exit::ERROR)
+        }
+    }
+}
+
 fn result(r: anyhow::Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -322,17 +459,16 @@ fn result(r: anyhow::Result<()>) -> ExitCode {
 }
 
 fn fail(message: &str) -> ExitCode {
-    eprintln_line(&format!("error: {message}"));
+    output::error(message);
     ExitCode::from(1)
 }
 
 /// Prints a result line for the user.
-#[allow(clippy::print_stdout)] // the CLI's output is its interface
 fn say(line: &str) {
-    println!("{line}");
+    output::out(line);
 }
 
-#[allow(clippy::print_stderr)] // diagnostics for the user
+/// Prints a diagnostic line for the user.
 fn eprintln_line(line: &str) {
-    eprintln!("{line}");
+    output::note(line);
 }

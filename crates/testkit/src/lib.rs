@@ -2,7 +2,8 @@
 //!
 //! - [`OidcProvider`]: panva's `oidc-provider` (Node.js) with the test users, clients and JWT
 //!   access tokens countersign's tests need; it scripts the user's side of a browser login
-//!   ([`OidcProvider::login`]) and of a device flow ([`OidcProvider::approve_device`]), and gets
+//!   ([`OidcProvider::login`], or [`OidcProvider::complete_login`] for a login a client started)
+//!   and of a device flow ([`OidcProvider::approve_device`]), and gets
 //!   workload tokens ([`OidcProvider::workload_token`]).
 //! - [`TestPostgres`]: a throwaway PostgreSQL cluster per test process, handing out fresh databases.
 //!
@@ -17,7 +18,7 @@ mod oidc;
 mod postgres;
 mod verifiers;
 
-pub use login::Tokens;
+pub use login::{EndSession, Tokens};
 pub use oidc::OidcProvider;
 pub use postgres::TestPostgres;
 pub use verifiers::{Verdict, verify_with_jose, verify_with_pyjwt};

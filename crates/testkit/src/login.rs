@@ -139,6 +139,47 @@ pub(crate) async fn authorization_code(login: &BrowserLogin<'_>) -> anyhow::Resu
     Ok(tokens)
 }
 
+/// Plays the browser's part of an authorization-code login that a client started (the
+/// countersign CLI's loopback + PKCE login): opens `authorization_url`, logs `user` in and
+/// consents, then follows the redirect to the client's `redirect_uri` as a browser would, so
+/// the client receives the code. Returns the page the client's redirect URI answered with.
+pub(crate) async fn complete_authorization(
+    issuer: &str,
+    authorization_url: &str,
+    user: &str,
+) -> anyhow::Result<String> {
+    let url =
+        Url::parse(authorization_url).with_context(|| format!("not a URL: {authorization_url}"))?;
+    ensure!(
+        url.as_str().starts_with(issuer),
+        "{authorization_url} is not an authorization URL of {issuer}"
+    );
+    let redirect_uri = url
+        .query_pairs()
+        .find(|(key, _)| key == "redirect_uri")
+        .map(|(_, value)| value.into_owned())
+        .context("the authorization URL has no redirect_uri")?;
+    let http = browser()?;
+    let callback = match drive(&http, url, user, |next| {
+        next.as_str().starts_with(&redirect_uri)
+    })
+    .await?
+    {
+        Outcome::Redirected(callback) => callback,
+        Outcome::Done => {
+            bail!("the provider showed its success page instead of redirecting to {redirect_uri}")
+        }
+    };
+    let response = http.get(callback).send().await?;
+    let status = response.status();
+    let page = response.text().await?;
+    ensure!(
+        status.is_success(),
+        "the client's redirect URI {redirect_uri} answered {status}: {page}"
+    );
+    Ok(page)
+}
+
 /// Approves a device authorization (RFC 8628) as `user`: opens the verification page for
 /// `user_code`, confirms it, and goes through the login and consent forms.
 pub(crate) async fn approve_device(
@@ -322,4 +363,81 @@ fn page_error(page: &str) -> String {
         Some(page[start..start + len].trim().to_owned())
     };
     between("<pre>", "</pre>").unwrap_or_else(|| page.chars().take(500).collect())
+}
+
+/// Plays the user's part of a sign-in that a relying party started: from `start` (the
+/// authorization URL the relying party redirected the browser to), logs `user` in and consents
+/// as needed, and returns the redirect back to the relying party (the first redirect whose URL
+/// starts with `redirect_prefix`) without following it. `http` is the "browser": it must keep
+/// cookies and not follow redirects.
+pub(crate) async fn sign_in(
+    http: &Client,
+    start: &str,
+    user: &str,
+    redirect_prefix: &str,
+) -> anyhow::Result<Url> {
+    let start = Url::parse(start).with_context(|| format!("invalid authorization url {start}"))?;
+    match drive(http, start, user, |next| {
+        next.as_str().starts_with(redirect_prefix)
+    })
+    .await?
+    {
+        Outcome::Redirected(url) => Ok(url),
+        Outcome::Done => bail!("the provider did not redirect back to {redirect_prefix}"),
+    }
+}
+
+/// Where an end-session request ended.
+#[derive(Debug)]
+pub enum EndSession {
+    /// The provider redirected to this address (a `post_logout_redirect_uri`), not followed.
+    Redirected(Url),
+    /// The provider showed its own "signed out" page.
+    SignedOut,
+}
+
+/// Signs the browser `http` out at the provider: opens `start` (the provider's end-session
+/// endpoint, with or without `id_token_hint`), answers "yes, sign me out", and stops at the
+/// first redirect away from the provider. The provider then sends its back-channel logout
+/// tokens.
+pub(crate) async fn end_session(
+    http: &Client,
+    issuer: &str,
+    start: &str,
+) -> anyhow::Result<EndSession> {
+    let mut url = Url::parse(start).with_context(|| format!("invalid end-session url {start}"))?;
+    let mut response = http.get(url.clone()).send().await?;
+    for _ in 0..MAX_STEPS {
+        if response.status().is_redirection() {
+            let next = location(&url, &response)?;
+            if !next.as_str().starts_with(issuer) {
+                return Ok(EndSession::Redirected(next));
+            }
+            response = http.get(next.clone()).send().await?;
+            url = next;
+            continue;
+        }
+        let status = response.status();
+        let page = response.text().await?;
+        if status != StatusCode::OK {
+            bail!("{url} answered {status}: {}", page_error(&page));
+        }
+        if page.contains("Sign-out Success") || page.contains("signed out") {
+            return Ok(EndSession::SignedOut);
+        }
+        let Some(Form { action, mut fields }) = form(&page) else {
+            bail!(
+                "{url} answered a page without a form: {}",
+                page_error(&page)
+            );
+        };
+        fields.push(("logout".to_owned(), "yes".to_owned()));
+        let action = match action {
+            Some(action) => url.join(&action)?,
+            None => url.clone(),
+        };
+        response = http.post(action.clone()).form(&fields).send().await?;
+        url = action;
+    }
+    bail!("the provider still had more pages after {MAX_STEPS} steps, at {url}")
 }

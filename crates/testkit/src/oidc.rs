@@ -206,6 +206,38 @@ impl OidcProvider {
         .with_context(|| format!("login of {user} at {} failed", self.issuer))
     }
 
+    /// Plays the user's part of a sign-in that a relying party started (the relying party
+    /// redirected the browser to `authorization_url`): logs `user` in through the
+    /// devInteractions forms, consents, and returns the redirect back to the relying party —
+    /// the first redirect starting with `redirect_prefix` — without following it. `browser`
+    /// keeps cookies (so the provider session lives on) and must not follow redirects.
+    pub async fn sign_in(
+        &self,
+        browser: &reqwest::Client,
+        authorization_url: &str,
+        user: &str,
+        redirect_prefix: &str,
+    ) -> anyhow::Result<url::Url> {
+        self.check_user(user)?;
+        login::sign_in(browser, authorization_url, user, redirect_prefix)
+            .await
+            .with_context(|| format!("sign-in of {user} at {} failed", self.issuer))
+    }
+
+    /// Signs `browser` out at the provider (RP-Initiated Logout): opens `end_session_url`
+    /// (this provider's `/session/end`, with or without parameters), confirms, and stops at the
+    /// first redirect away from the provider. Clients with a `backchannel_logout_uri` get their
+    /// logout tokens before this returns.
+    pub async fn end_session(
+        &self,
+        browser: &reqwest::Client,
+        end_session_url: &str,
+    ) -> anyhow::Result<login::EndSession> {
+        login::end_session(browser, &self.issuer, end_session_url)
+            .await
+            .with_context(|| format!("end-session at {} failed", self.issuer))
+    }
+
     /// Plays the user's part of a device authorization (RFC 8628, as `countersign-cli` uses it):
     /// opens the verification page for `user_code`, confirms it, and logs `user` in and consents.
     /// The device's next token poll then succeeds.
@@ -219,6 +251,21 @@ impl OidcProvider {
                     self.issuer
                 )
             })
+    }
+
+    /// Plays the browser's part of a login that a client started with an authorization URL of
+    /// this provider (e.g. the one `countersign login --flow browser` prints): logs `user` in,
+    /// consents, and follows the redirect to the client's loopback redirect URI, which must be
+    /// listening. Returns the page the redirect URI answered with.
+    pub async fn complete_login(
+        &self,
+        authorization_url: &str,
+        user: &str,
+    ) -> anyhow::Result<String> {
+        self.check_user(user)?;
+        login::complete_authorization(&self.issuer, authorization_url, user)
+            .await
+            .with_context(|| format!("browser login of {user} at {} failed", self.issuer))
     }
 
     /// oidc-provider answers an unknown account with a bare 500; say what went wrong instead.
