@@ -161,7 +161,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("the sandbox configuration is invalid (a bug):\n{e}"))?;
     let base = format!("http://{host}:{port}");
     let people = DevIdpConfig::new(format!("{base}/dev-idp"), AUDIENCE)
-        .with_web_redirect_uri(format!("{base}/auth/callback"));
+        .with_web_redirect_uri(format!("{base}/auth/callback"))
+        .with_web_post_logout_redirect_uri(format!("{base}/login"));
     let ci = DevIdpConfig::new(format!("{base}/dev-ci"), AUDIENCE);
     let routes = axum::Router::new()
         .nest("/dev-idp", countersign_dev_idp::router(people))
@@ -214,6 +215,7 @@ fn banner(base: &str, database: &str, temporary: bool, port: u16) {
 countersign sandbox is running at {base}   (loopback only; Ctrl-C stops it)
 
   database      {database}{temp}
+  web UI        {base}/   (sign in as one demo person here, as another in a private window)
   API           {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json)
   issuers       {base}/dev-idp  (people)   {base}/dev-ci  (the demo CI workload)
   gates         deploy-prod (SRE + security), db-session (one SRE, grant up to 4h),

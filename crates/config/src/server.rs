@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use chrono::Duration;
+use countersign_core::time::format_duration;
 
 use crate::check::{Ctx, Fields, check_url};
 use crate::settings::{
@@ -23,6 +24,8 @@ const KEYS: &[&str] = &[
     "key_encryption_key_file",
     "signing_alg",
     "key_rotation_delay",
+    "session_idle_timeout",
+    "session_max_lifetime",
 ];
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -153,6 +156,7 @@ pub(crate) fn resolve(
     let key_rotation_delay = f
         .duration(ctx, "key_rotation_delay")
         .unwrap_or(Duration::hours(1));
+    let (session_idle_timeout, session_max_lifetime) = session_timeouts(ctx, &f);
 
     Some(ServerSettings {
         public_url: public_url?,
@@ -166,7 +170,40 @@ pub(crate) fn resolve(
         key_encryption_key: key_encryption_key?,
         signing_alg: signing_alg?,
         key_rotation_delay,
+        session_idle_timeout,
+        session_max_lifetime,
     })
+}
+
+/// The browser session limits: idle (default 30m) and absolute (default 12h). An idle timeout
+/// longer than the absolute one could never apply, which is a mistake worth naming; it is
+/// reported at the idle timeout when that was written, else at the absolute one.
+fn session_timeouts(ctx: &mut Ctx, f: &Fields<'_>) -> (Duration, Duration) {
+    let idle = f
+        .duration(ctx, "session_idle_timeout")
+        .unwrap_or(Duration::minutes(30));
+    let max = f
+        .duration(ctx, "session_max_lifetime")
+        .unwrap_or(Duration::hours(12));
+    if idle > max {
+        let key = if f.has("session_idle_timeout") {
+            "session_idle_timeout"
+        } else {
+            "session_max_lifetime"
+        };
+        if let Some(node) = f.get(key) {
+            ctx.report(
+                &node.origin,
+                &f.key(key),
+                format!(
+                    "session_idle_timeout ({}) is longer than session_max_lifetime ({}); a session ends at whichever comes first, so the idle timeout could never apply",
+                    format_duration(idle),
+                    format_duration(max),
+                ),
+            );
+        }
+    }
+    (idle, max)
 }
 
 /// Checks that a key-encryption key is 32 bytes written as base64 (standard or URL-safe

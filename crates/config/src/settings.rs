@@ -118,6 +118,10 @@ pub struct ServerSettings {
     /// How long a new signing key is published before it signs anything, so that verifiers'
     /// cached key sets pick it up first (default 1h).
     pub key_rotation_delay: chrono::Duration,
+    /// A browser session unused for this long ends (default 30m).
+    pub session_idle_timeout: chrono::Duration,
+    /// A browser session ends this long after sign-in, however active (default 12h).
+    pub session_max_lifetime: chrono::Duration,
 }
 
 /// The `[webhooks]` section: delivery of webhook calls.

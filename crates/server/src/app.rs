@@ -130,6 +130,7 @@ impl Application {
             .as_str()
             .trim_end_matches('/')
             .to_string();
+        let web = crate::web::Web::new(&settings, stores.sessions.clone(), kek.clone())?;
         let keys = KeyRing::load(stores.keys.clone(), kek, alg, issuer, options.clock.clone())
             .await
             .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
@@ -159,6 +160,7 @@ impl Application {
             outbox: stores.outbox,
             changes,
             settings: Arc::new(settings),
+            web,
         };
         let mut router = api::router(state.clone());
         if let Some(extra) = options.extra_routes {
@@ -237,6 +239,7 @@ fn spawn_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
                 Ok(n) => tracing::info!(expired = n, "expired pending requests"),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }
+            state.web.purge(state.engine.now()).await;
         }
     })
 }

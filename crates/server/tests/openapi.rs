@@ -27,6 +27,8 @@ const API_ROUTES: &[(&str, &str)] = &[
     ("post", "/requests/{id}/cancel"),
     ("post", "/requests/{id}/revoke"),
     ("post", "/requests/{id}/token"),
+    ("get", "/requests/{id}/events"),
+    ("get", "/inbox/events"),
     ("get", "/webhooks/deliveries"),
     ("post", "/webhooks/deliveries/{id}/retry"),
     ("get", "/audit"),

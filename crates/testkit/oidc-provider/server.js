@@ -246,6 +246,13 @@ const configuration = {
     },
   },
   ...(config.ttl ? { ttl: config.ttl } : {}),
+  // Outgoing requests (back-channel logout) go to the relying party under test on 127.0.0.1,
+  // which oidc-provider's SSRF protection refuses as a special-use address; a test provider
+  // talks only to loopback, so the protection is dropped here.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, rest);
+  },
 };
 
 const server = http.createServer();
@@ -266,6 +273,9 @@ for (const client of clients) {
   }
 }
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
+// Back-channel logout happens server to server: say how each delivery went.
+provider.on('backchannel.success', (ctx, client) => console.error('backchannel.success', client.clientId));
+provider.on('backchannel.error', (ctx, err, client) => console.error('backchannel.error', client?.clientId, err?.message ?? err, err?.cause?.message ?? ''));
 server.on('request', provider.callback());
 
 process.stdout.write(`${JSON.stringify({

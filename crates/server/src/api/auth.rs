@@ -1,6 +1,11 @@
 //! Who is calling: the bearer token from the `Authorization` header, verified against the
 //! configured issuers. A failure is a 401 with an RFC 6750 challenge and an audit event naming
 //! the reason, never the token.
+//!
+//! Without an `Authorization` header, a GET (reads and event streams, which change nothing)
+//! may instead present a live web session cookie: the pages' live updates use it. Anything
+//! that changes state needs a bearer token, so the API offers no cross-site request forgery
+//! surface.
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -33,6 +38,12 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            if parts.method == axum::http::Method::GET
+                && let Some(principal) =
+                    crate::web::session::api_principal(state, &parts.headers).await
+            {
+                return Ok(Caller(principal));
+            }
             audit("missing_token", None).await;
             return Err(ApiError::unauthorized(
                 None,

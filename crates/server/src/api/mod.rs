@@ -27,6 +27,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use extract::PathId;
 
 use crate::changes::Changes;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub changes: Changes,
     /// The resolved configuration.
     pub settings: Arc<Settings>,
+    /// The web UI: sign-in, sessions, pages.
+    pub web: crate::web::Web,
 }
 
 impl AppState {
@@ -78,6 +81,11 @@ pub fn router(state: AppState) -> Router {
         .route("/requests/{id}/cancel", post(requests::cancel))
         .route("/requests/{id}/revoke", post(requests::revoke))
         .route("/requests/{id}/token", post(requests::token))
+        .route(
+            "/requests/{id}/events",
+            get(crate::web::live::request_events),
+        )
+        .route("/inbox/events", get(crate::web::live::inbox_events))
         .route("/webhooks/deliveries", get(deliveries::list))
         .route("/webhooks/deliveries/{id}/retry", post(deliveries::retry))
         .route("/audit", get(audit::list));
@@ -92,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(crate::web::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -114,12 +123,25 @@ async fn openapi() -> impl axum::response::IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
 }
 
-async fn not_found() -> ApiError {
+async fn not_found(
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    // A browser asking for a page gets a page; API clients get the API's error.
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html && !uri.path().starts_with("/api/") {
+        return crate::web::WebError::not_found("there is no page at this address").into_response();
+    }
     ApiError::new(
         axum::http::StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint",
     )
+    .into_response()
 }
 
 async fn method_not_allowed() -> ApiError {
