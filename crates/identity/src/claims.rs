@@ -114,6 +114,27 @@ fn check_audience(settings: &IssuerSettings, aud: Option<&Value>) -> Result<(), 
     }
 }
 
+/// Maps claims onto a principal exactly as the claims of a verified token are mapped. The
+/// claims are *not* verified here: this is for offline tools (`countersign explain`) that ask
+/// "what would a token with these claims be allowed to do".
+pub fn principal_from_claims(
+    settings: &IssuerSettings,
+    claims: Map<String, Value>,
+) -> Result<Principal, String> {
+    let subject = claims
+        .get(&settings.subject_claim)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!(
+                "no '{}' claim (issuer {}'s subject_claim)",
+                settings.subject_claim, settings.name
+            )
+        })?;
+    Ok(principal(settings, subject, claims))
+}
+
 /// Builds the principal from verified claims.
 pub(crate) fn principal(
     settings: &IssuerSettings,

@@ -18,7 +18,7 @@ pub mod rp;
 mod settings;
 mod verifier;
 
-pub use claims::{LEEWAY_SECS, MAX_SUBJECT_BYTES};
+pub use claims::{LEEWAY_SECS, MAX_SUBJECT_BYTES, principal_from_claims};
 pub use error::{AuthError, AuthReason};
 pub use issuer::{FAILURE_BACKOFF, IssuerStatus, KID_REFETCH_INTERVAL};
 pub use jws::MAX_TOKEN_BYTES;

@@ -14,7 +14,7 @@ use clap::Args;
 use countersign_config::{Env, IssuerConfig, Settings};
 use countersign_core::request::{content_digest, content_value};
 use countersign_core::time::rfc3339;
-use countersign_core::{Gate, Identity, Principal, Request, RequestId, State, policy};
+use countersign_core::{Gate, Principal, Request, RequestId, State, policy};
 use serde_json::{Map, Value, json};
 
 use crate::clock;
@@ -311,84 +311,16 @@ fn choose_issuer<'a>(
     }
 }
 
-/// Maps claims onto a principal as `countersign-identity` does for a verified token.
+/// Maps claims onto a principal exactly as the server does for a verified token.
 fn principal_from(
     issuer: &IssuerConfig,
     claims: Map<String, Value>,
     path: &Path,
 ) -> Result<Principal, Failure> {
-    let text = |name: &str| {
-        claims
-            .get(name)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    let subject = text(&issuer.subject_claim).ok_or_else(|| {
-        Failure::error(format!(
-            "{} has no '{}' claim (issuer {}'s subject_claim)",
-            path.display(),
-            issuer.subject_claim,
-            issuer.name
-        ))
-    })?;
-    let name = text("name").or_else(|| text("preferred_username"));
-    // Only a verified address identifies a person across issuers.
-    let email = match claims.get("email_verified") {
-        Some(Value::Bool(true)) => text("email"),
-        _ => None,
-    };
-    let groups = issuer
-        .groups_claim
-        .as_deref()
-        .map(|path| groups(&claims, path))
-        .unwrap_or_default();
-    let auth_time = claims
-        .get("auth_time")
-        .and_then(Value::as_i64)
-        .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0));
-    let actor = issuer.actor_claim.as_deref().and_then(|claim| {
-        text(claim).map(|subject| Identity {
-            issuer: issuer
-                .actor_issuer
-                .clone()
-                .unwrap_or_else(|| issuer.name.clone()),
-            subject,
-        })
-    });
-    Ok(Principal {
-        identity: Identity {
-            issuer: issuer.name.clone(),
-            subject,
-        },
-        kind: issuer.kind,
-        name,
-        email,
-        groups,
-        claims,
-        auth_time,
-        actor,
-    })
-}
-
-/// The claim named exactly `path` (names may contain dots), else the dotted path through
-/// nested objects; a string is one group, an array of strings is the groups, anything else is
-/// none (guessing could grant rights the issuer never gave).
-fn groups(claims: &Map<String, Value>, path: &str) -> Vec<String> {
-    let value = claims.get(path).or_else(|| {
-        let mut parts = path.split('.');
-        let first = claims.get(parts.next()?)?;
-        parts.try_fold(first, |value, part| value.get(part))
-    });
-    match value {
-        Some(Value::String(one)) => vec![one.clone()],
-        Some(Value::Array(many)) => many
-            .iter()
-            .map(|v| v.as_str().map(str::to_string))
-            .collect::<Option<Vec<_>>>()
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
+    let settings = countersign_server::app::issuer_settings(issuer)
+        .map_err(|e| Failure::error(format!("{e}")))?;
+    countersign_identity::principal_from_claims(&settings, claims)
+        .map_err(|e| Failure::error(format!("{}: {e}", path.display())))
 }
 
 /// The `-p` parameters, checked against the gate's declarations as the server would.
@@ -423,28 +355,5 @@ fn validate_params(
             problems.join("; "),
             gate.name
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn group_paths_as_identity_reads_them() {
-        let claims: Map<String, Value> = serde_json::from_value(json!({
-            "groups": ["a", "b"],
-            "realm_access": {"roles": ["admin"]},
-            "https://example.com/roles": ["ns"],
-            "one": "x",
-            "bad": [1],
-        }))
-        .unwrap();
-        assert_eq!(groups(&claims, "groups"), ["a", "b"]);
-        assert_eq!(groups(&claims, "realm_access.roles"), ["admin"]);
-        assert_eq!(groups(&claims, "https://example.com/roles"), ["ns"]);
-        assert_eq!(groups(&claims, "one"), ["x"]);
-        assert!(groups(&claims, "bad").is_empty());
-        assert!(groups(&claims, "missing").is_empty());
     }
 }
