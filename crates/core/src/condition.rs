@@ -4,7 +4,7 @@
 //! can be logged and audited.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use serde_json::Value;
 
@@ -76,7 +76,10 @@ impl Condition {
 
     /// Evaluates with the given variables. Never panics, never errors: see [`Evaluated`].
     pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Evaluated {
-        let mut context = cel::Context::default();
+        // The standard environment is built once per process, not once per evaluation: it is
+        // most of the cost of evaluating a small condition.
+        static STDLIB: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+        let mut context = cel::Context::with_env(Arc::clone(&STDLIB));
         for (name, value) in variables {
             match cel::to_value(value) {
                 Ok(v) => context.add_variable_from_value(*name, v),
