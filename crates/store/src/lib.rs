@@ -17,6 +17,7 @@
 
 mod codec;
 mod error;
+mod group_commit;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -1,10 +1,12 @@
 //! The SQLite store: the embedded default, one file in WAL mode.
 //!
-//! SQLite allows one writer at a time. Every write runs in a `BEGIN IMMEDIATE` transaction,
-//! which takes the write lock up front (waiting up to the busy timeout for it) instead of
-//! failing with `SQLITE_BUSY` half-way through; inside one process, writers also queue on a
-//! mutex first, so they wait in order rather than polling the file lock. Readers never block
-//! and are never blocked: WAL gives each read transaction a snapshot.
+//! SQLite allows one writer at a time. Every write of this process goes through one writer
+//! task ([`crate::group_commit`]) that runs concurrent writes in one `BEGIN IMMEDIATE`
+//! transaction, each in its own savepoint, and commits them with one flush of the disk
+//! (group commit); callers are answered only after that commit. `BEGIN IMMEDIATE` takes the
+//! write lock up front (waiting up to the busy timeout for another process holding it) instead
+//! of failing with `SQLITE_BUSY` half-way through. Readers never block and are never blocked:
+//! WAL gives each read transaction a snapshot.
 //!
 //! The checks that PostgreSQL makes with row locks (a grant's request still approved at its
 //! version, the due deliveries a worker claims) run inside that write transaction, so nothing
@@ -15,7 +17,6 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -35,7 +36,6 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
-use tokio::sync::Mutex;
 
 use crate::codec::{
     DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
@@ -43,6 +43,7 @@ use crate::codec::{
     bind_request, bind_session, bind_session_update, group_decisions, lease_end,
 };
 use crate::error::{backend, grant_refused, is_unique_violation};
+use crate::group_commit::Writer;
 use crate::sql;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -84,8 +85,8 @@ fn migrator() -> Migrator {
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Queues this process's writers (see the module docs).
-    write_lock: Arc<Mutex<()>>,
+    /// Runs this process's writes, committing concurrent ones together (see the module docs).
+    writer: Writer,
 }
 
 impl SqliteStore {
@@ -121,10 +122,8 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| backend("opening the sqlite database", e))?;
-        Ok(Self {
-            pool,
-            write_lock: Arc::new(Mutex::new(())),
-        })
+        let writer = Writer::start(pool.clone());
+        Ok(Self { pool, writer })
     }
 
     /// Applies the embedded migrations that are not applied yet.
@@ -138,25 +137,6 @@ impl SqliteStore {
     /// The connection pool, for tests and maintenance tools.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
-    }
-
-    /// Starts a write transaction holding the database's write lock.
-    async fn begin_write(
-        &self,
-    ) -> Result<
-        (
-            tokio::sync::MutexGuard<'_, ()>,
-            sqlx::Transaction<'static, Sqlite>,
-        ),
-        StoreError,
-    > {
-        let guard = self.write_lock.lock().await;
-        let tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| backend("starting a write transaction", e))?;
-        Ok((guard, tx))
     }
 }
 
@@ -257,22 +237,26 @@ impl Store for SqliteStore {
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let row = RequestRow::encode(request)?;
-        let (_guard, mut tx) = self.begin_write().await?;
-        if let Err(e) = bind_request!(sqlx::query(sql::INSERT_REQUEST), &row)
-            .execute(&mut *tx)
+        let (request_id, events, outbox) = (request.id.clone(), events.to_vec(), outbox.to_vec());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    if let Err(e) = bind_request!(sqlx::query(sql::INSERT_REQUEST), &row)
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        return Err(if is_unique_violation(&e) {
+                            StoreError::Duplicate(format!("request {request_id} already exists"))
+                        } else {
+                            backend("storing a request", e)
+                        });
+                    }
+                    insert_outbox(&mut *conn, &outbox).await?;
+                    append_events(&mut *conn, &events).await?;
+                    Ok(())
+                })
+            })
             .await
-        {
-            return Err(if is_unique_violation(&e) {
-                StoreError::Duplicate(format!("request {} already exists", request.id))
-            } else {
-                backend("storing a request", e)
-            });
-        }
-        insert_outbox(&mut tx, outbox).await?;
-        append_events(&mut tx, events).await?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a new request", e))
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %id))]
@@ -316,50 +300,56 @@ impl Store for SqliteStore {
             .as_ref()
             .map(|d| DecisionRow::encode(&transition.request_id, d))
             .transpose()?;
-        let (_guard, mut tx) = self.begin_write().await?;
-        let changed = sqlx::query(sql::CAS_REQUEST)
-            .bind(id.as_str())
-            .bind(transition.expected_version)
-            .bind(transition.state.as_str())
-            .bind(transition.approval.map(crate::codec::approval_name))
-            .bind(transition.decided_at.map(|t| t.timestamp_millis()))
-            .bind(transition.at.timestamp_millis())
-            .execute(&mut *tx)
+        let transition = transition.clone();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let changed = sqlx::query(sql::CAS_REQUEST)
+                        .bind(id.as_str())
+                        .bind(transition.expected_version)
+                        .bind(transition.state.as_str())
+                        .bind(transition.approval.map(crate::codec::approval_name))
+                        .bind(transition.decided_at.map(|t| t.timestamp_millis()))
+                        .bind(transition.at.timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("updating a request", e))?
+                        .rows_affected();
+                    if changed == 0 {
+                        // Dropping `tx` rolls back; nothing was written. Say why it did not apply.
+                        let exists: i64 = sqlx::query_scalar(sql::REQUEST_EXISTS)
+                            .bind(id.as_str())
+                            .fetch_one(&mut *conn)
+                            .await
+                            .map_err(|e| backend("reading a request", e))?;
+                        return Err(if exists == 0 {
+                            StoreError::NotFound
+                        } else {
+                            StoreError::Conflict
+                        });
+                    }
+                    if let Some(decision) = &decision
+                        && let Err(e) = bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
+                            .execute(&mut *conn)
+                            .await
+                    {
+                        return Err(if is_unique_violation(&e) {
+                            StoreError::Duplicate(format!(
+                                "{}:{} has already decided on {}",
+                                decision.approver_issuer,
+                                decision.approver_subject,
+                                transition.request_id
+                            ))
+                        } else {
+                            backend("storing a decision", e)
+                        });
+                    }
+                    insert_outbox(&mut *conn, &transition.outbox).await?;
+                    append_events(&mut *conn, &transition.events).await?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(|e| backend("updating a request", e))?
-            .rows_affected();
-        if changed == 0 {
-            // Dropping `tx` rolls back; nothing was written. Say why it did not apply.
-            let exists: i64 = sqlx::query_scalar(sql::REQUEST_EXISTS)
-                .bind(id.as_str())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| backend("reading a request", e))?;
-            return Err(if exists == 0 {
-                StoreError::NotFound
-            } else {
-                StoreError::Conflict
-            });
-        }
-        if let Some(decision) = &decision
-            && let Err(e) = bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
-                .execute(&mut *tx)
-                .await
-        {
-            return Err(if is_unique_violation(&e) {
-                StoreError::Duplicate(format!(
-                    "{}:{} has already decided on {}",
-                    decision.approver_issuer, decision.approver_subject, transition.request_id
-                ))
-            } else {
-                backend("storing a decision", e)
-            });
-        }
-        insert_outbox(&mut tx, &transition.outbox).await?;
-        append_events(&mut tx, &transition.events).await?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a change", e))
     }
 
     #[tracing::instrument(skip_all)]
@@ -444,11 +434,15 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let (_guard, mut tx) = self.begin_write().await?;
-        append_events(&mut tx, events).await?;
-        tx.commit()
+        let events = events.to_vec();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    append_events(&mut *conn, &events).await?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(|e| backend("committing audit events", e))
     }
 
     #[tracing::instrument(skip_all, fields(request_id = ?query.request_id))]
@@ -508,35 +502,39 @@ impl Store for SqliteStore {
         let row = GrantRow::encode(grant);
         // `BEGIN IMMEDIATE` holds the database's write lock from here to the commit, so the
         // request cannot change between the check and the insert.
-        let (_guard, mut tx) = self.begin_write().await?;
-        let current = sqlx::query(sql::REQUEST_STATE)
-            .bind(row.request_id.as_str())
-            .fetch_optional(&mut *tx)
+        let (grant, events, outbox) = (grant.clone(), events.to_vec(), outbox.to_vec());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let current = sqlx::query(sql::REQUEST_STATE)
+                        .bind(row.request_id.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(|e| backend("reading a request", e))?;
+                    let Some(current) = current else {
+                        return Err(StoreError::NotFound);
+                    };
+                    let state: String = current
+                        .try_get("state")
+                        .map_err(|e| backend("reading a request", e))?;
+                    let version: i64 = current
+                        .try_get("version")
+                        .map_err(|e| backend("reading a request", e))?;
+                    if state != State::Approved.as_str() || version != request_version {
+                        return Err(StoreError::Conflict);
+                    }
+                    if let Err(e) = bind_grant!(sqlx::query(sql::INSERT_GRANT), &row, single_use)
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        return Err(grant_refused(e, &grant));
+                    }
+                    insert_outbox(&mut *conn, &outbox).await?;
+                    append_events(&mut *conn, &events).await?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(|e| backend("reading a request", e))?;
-        let Some(current) = current else {
-            return Err(StoreError::NotFound);
-        };
-        let state: String = current
-            .try_get("state")
-            .map_err(|e| backend("reading a request", e))?;
-        let version: i64 = current
-            .try_get("version")
-            .map_err(|e| backend("reading a request", e))?;
-        if state != State::Approved.as_str() || version != request_version {
-            return Err(StoreError::Conflict);
-        }
-        if let Err(e) = bind_grant!(sqlx::query(sql::INSERT_GRANT), &row, single_use)
-            .execute(&mut *tx)
-            .await
-        {
-            return Err(grant_refused(e, grant));
-        }
-        insert_outbox(&mut tx, outbox).await?;
-        append_events(&mut tx, events).await?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a grant", e))
     }
 
     #[tracing::instrument(skip_all)]
@@ -561,23 +559,26 @@ impl Store for SqliteStore {
         at: Timestamp,
         events: &[NewAuditEvent],
     ) -> Result<bool, StoreError> {
-        let (_guard, mut tx) = self.begin_write().await?;
-        let changed = sqlx::query(sql::REVOKE_GRANT)
-            .bind(jti)
-            .bind(at.timestamp_millis())
-            .execute(&mut *tx)
+        let (jti, events) = (jti.to_owned(), events.to_vec());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let changed = sqlx::query(sql::REVOKE_GRANT)
+                        .bind(jti)
+                        .bind(at.timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("revoking a grant", e))?
+                        .rows_affected();
+                    if changed == 0 {
+                        // Unknown or already revoked: nothing changes, nothing is appended.
+                        return Ok(false);
+                    }
+                    append_events(&mut *conn, &events).await?;
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(|e| backend("revoking a grant", e))?
-            .rows_affected();
-        if changed == 0 {
-            // Unknown or already revoked: nothing changes, nothing is appended.
-            return Ok(false);
-        }
-        append_events(&mut tx, events).await?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a grant revocation", e))?;
-        Ok(true)
     }
 }
 
@@ -606,34 +607,38 @@ impl KeyStore for SqliteStore {
         events: &[NewAuditEvent],
     ) -> Result<(), StoreError> {
         let row = KeyRow::encode(key)?;
-        let (_guard, mut tx) = self.begin_write().await?;
-        if let Err(e) = bind_key!(sqlx::query(sql::INSERT_KEY), &row)
-            .execute(&mut *tx)
+        let (kid, retire, events) = (key.kid.clone(), retire.to_vec(), events.to_vec());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    if let Err(e) = bind_key!(sqlx::query(sql::INSERT_KEY), &row)
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        return Err(if is_unique_violation(&e) {
+                            StoreError::Duplicate(format!("signing key {kid} already exists"))
+                        } else {
+                            backend("storing a signing key", e)
+                        });
+                    }
+                    for (kid, until) in retire {
+                        let changed = sqlx::query(sql::RETIRE_KEY)
+                            .bind(kid.as_str())
+                            .bind(until.timestamp_millis())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| backend("retiring a signing key", e))?
+                            .rows_affected();
+                        if changed == 0 {
+                            // Nothing is written: the caller read keys that are not there.
+                            return Err(StoreError::NotFound);
+                        }
+                    }
+                    append_events(&mut *conn, &events).await?;
+                    Ok(())
+                })
+            })
             .await
-        {
-            return Err(if is_unique_violation(&e) {
-                StoreError::Duplicate(format!("signing key {} already exists", key.kid))
-            } else {
-                backend("storing a signing key", e)
-            });
-        }
-        for (kid, until) in retire {
-            let changed = sqlx::query(sql::RETIRE_KEY)
-                .bind(kid.as_str())
-                .bind(until.timestamp_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| backend("retiring a signing key", e))?
-                .rows_affected();
-            if changed == 0 {
-                // Nothing is written: the caller read keys that are not there.
-                return Err(StoreError::NotFound);
-            }
-        }
-        append_events(&mut tx, events).await?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a signing key", e))
     }
 }
 
@@ -660,38 +665,41 @@ impl OutboxStore for SqliteStore {
         let until = lease_end(now, lease)?;
         // The write lock is held from the read to the commit: no other writer, in this
         // process or another, can take the same rows in between.
-        let (_guard, mut tx) = self.begin_write().await?;
-        let rows = sqlx::query(sql::DUE_DELIVERIES)
-            .bind(now.timestamp_millis())
-            .bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE))
-            .fetch_all(&mut *tx)
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let rows = sqlx::query(sql::DUE_DELIVERIES)
+                        .bind(now.timestamp_millis())
+                        .bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .map_err(|e| backend("claiming deliveries", e))?;
+                    let mut claimed = read_deliveries(&rows)?;
+                    if claimed.is_empty() {
+                        return Ok(claimed);
+                    }
+                    let mut q: QueryBuilder<Sqlite> =
+                        QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
+                    q.push_bind(until).push(" WHERE id IN (");
+                    let mut list = q.separated(", ");
+                    for d in &claimed {
+                        list.push_bind(d.message.id.as_str());
+                    }
+                    q.push(")");
+                    q.build()
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("claiming deliveries", e))?;
+                    let until = countersign_core::time::from_millis(until).ok_or_else(|| {
+                        StoreError::Backend("the delivery lease is out of range".into())
+                    })?;
+                    for d in &mut claimed {
+                        d.next_attempt_at = until;
+                    }
+                    Ok(claimed)
+                })
+            })
             .await
-            .map_err(|e| backend("claiming deliveries", e))?;
-        let mut claimed = read_deliveries(&rows)?;
-        if claimed.is_empty() {
-            return Ok(claimed);
-        }
-        let mut q: QueryBuilder<Sqlite> =
-            QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
-        q.push_bind(until).push(" WHERE id IN (");
-        let mut list = q.separated(", ");
-        for d in &claimed {
-            list.push_bind(d.message.id.as_str());
-        }
-        q.push(")");
-        q.build()
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend("claiming deliveries", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a claim", e))?;
-        let until = countersign_core::time::from_millis(until)
-            .ok_or_else(|| StoreError::Backend("the delivery lease is out of range".into()))?;
-        for d in &mut claimed {
-            d.next_attempt_at = until;
-        }
-        Ok(claimed)
     }
 
     #[tracing::instrument(skip_all)]
@@ -702,33 +710,39 @@ impl OutboxStore for SqliteStore {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let (state, next, error) = attempt_columns(outcome);
-        let (_guard, mut tx) = self.begin_write().await?;
-        let changed = sqlx::query(sql::RECORD_ATTEMPT)
-            .bind(id)
-            .bind(state)
-            .bind(next)
-            .bind(error)
-            .bind(now.timestamp_millis())
-            .execute(&mut *tx)
+        let (id, error) = (id.to_owned(), error.map(str::to_owned));
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let changed = sqlx::query(sql::RECORD_ATTEMPT)
+                        .bind(id.as_str())
+                        .bind(state)
+                        .bind(next)
+                        .bind(error)
+                        .bind(now.timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("recording a delivery attempt", e))?
+                        .rows_affected();
+                    if changed == 0 {
+                        let exists: i64 = sqlx::query_scalar(sql::DELIVERY_EXISTS)
+                            .bind(id.as_str())
+                            .fetch_one(&mut *conn)
+                            .await
+                            .map_err(|e| backend("reading a delivery", e))?;
+                        if exists == 0 {
+                            return Err(StoreError::NotFound);
+                        }
+                        // Delivered or failed meanwhile (a lease that ran out): that outcome stands.
+                        tracing::debug!(
+                            "store: attempt on a delivery that is no longer pending ignored"
+                        );
+                        return Ok(());
+                    }
+                    Ok(())
+                })
+            })
             .await
-            .map_err(|e| backend("recording a delivery attempt", e))?
-            .rows_affected();
-        if changed == 0 {
-            let exists: i64 = sqlx::query_scalar(sql::DELIVERY_EXISTS)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| backend("reading a delivery", e))?;
-            if exists == 0 {
-                return Err(StoreError::NotFound);
-            }
-            // Delivered or failed meanwhile (a lease that ran out): that outcome stands.
-            tracing::debug!("store: attempt on a delivery that is no longer pending ignored");
-            return Ok(());
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a delivery attempt", e))
     }
 
     #[tracing::instrument(skip_all)]
@@ -759,21 +773,24 @@ impl OutboxStore for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let (_guard, mut tx) = self.begin_write().await?;
-        let changed = sqlx::query(sql::RETRY_DELIVERY)
-            .bind(id)
-            .bind(now.timestamp_millis())
-            .execute(&mut *tx)
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let changed = sqlx::query(sql::RETRY_DELIVERY)
+                        .bind(id)
+                        .bind(now.timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("retrying a delivery", e))?
+                        .rows_affected();
+                    if changed == 0 {
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(|e| backend("retrying a delivery", e))?
-            .rows_affected();
-        if changed == 0 {
-            return Ok(false);
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a delivery retry", e))?;
-        Ok(true)
     }
 }
 
@@ -784,59 +801,68 @@ impl SessionStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn insert_login(&self, login: &LoginTransaction) -> Result<(), StoreError> {
         let row = LoginRow::encode(login);
-        let (_guard, mut tx) = self.begin_write().await?;
-        if let Err(e) = bind_login!(sqlx::query(sql::INSERT_LOGIN), &row)
-            .execute(&mut *tx)
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    if let Err(e) = bind_login!(sqlx::query(sql::INSERT_LOGIN), &row)
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        return Err(if is_unique_violation(&e) {
+                            StoreError::Duplicate("a login with this state already exists".into())
+                        } else {
+                            backend("storing a login", e)
+                        });
+                    }
+                    Ok(())
+                })
+            })
             .await
-        {
-            return Err(if is_unique_violation(&e) {
-                StoreError::Duplicate("a login with this state already exists".into())
-            } else {
-                backend("storing a login", e)
-            });
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a login", e))
     }
 
     #[tracing::instrument(skip_all)]
     async fn take_login(&self, state: &str) -> Result<Option<LoginTransaction>, StoreError> {
         // Read and delete in one statement, under the write lock: a second taker finds
         // nothing.
-        let (_guard, mut tx) = self.begin_write().await?;
-        let row = sqlx::query(sql::TAKE_LOGIN)
-            .bind(state)
-            .fetch_optional(&mut *tx)
+        let state = state.to_owned();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query(sql::TAKE_LOGIN)
+                        .bind(state)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(|e| backend("taking a login", e))?;
+                    let Some(row) = row else {
+                        return Ok(None);
+                    };
+                    let row = LoginRow::read(&row).map_err(|e| backend("taking a login", e))?;
+                    row.decode().map(Some)
+                })
+            })
             .await
-            .map_err(|e| backend("taking a login", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let row = LoginRow::read(&row).map_err(|e| backend("taking a login", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a login take", e))?;
-        row.decode().map(Some)
     }
 
     #[tracing::instrument(skip_all)]
     async fn insert_session(&self, session: &WebSession) -> Result<(), StoreError> {
         let row = SessionRow::encode(session)?;
-        let (_guard, mut tx) = self.begin_write().await?;
-        if let Err(e) = bind_session!(sqlx::query(sql::INSERT_SESSION), &row)
-            .execute(&mut *tx)
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    if let Err(e) = bind_session!(sqlx::query(sql::INSERT_SESSION), &row)
+                        .execute(&mut *conn)
+                        .await
+                    {
+                        return Err(if is_unique_violation(&e) {
+                            StoreError::Duplicate("a session with this id already exists".into())
+                        } else {
+                            backend("storing a session", e)
+                        });
+                    }
+                    Ok(())
+                })
+            })
             .await
-        {
-            return Err(if is_unique_violation(&e) {
-                StoreError::Duplicate("a session with this id already exists".into())
-            } else {
-                backend("storing a session", e)
-            });
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a session", e))
     }
 
     #[tracing::instrument(skip_all)]
@@ -857,37 +883,43 @@ impl SessionStore for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn update_session(&self, session: &WebSession) -> Result<(), StoreError> {
         let row = SessionRow::encode(session)?;
-        let (_guard, mut tx) = self.begin_write().await?;
-        let changed = bind_session_update!(sqlx::query(sql::UPDATE_SESSION), &row)
-            .execute(&mut *tx)
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let changed = bind_session_update!(sqlx::query(sql::UPDATE_SESSION), &row)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("updating a session", e))?
+                        .rows_affected();
+                    if changed == 0 {
+                        // Signed out (or purged) meanwhile: the session stays gone.
+                        return Err(StoreError::NotFound);
+                    }
+                    Ok(())
+                })
+            })
             .await
-            .map_err(|e| backend("updating a session", e))?
-            .rows_affected();
-        if changed == 0 {
-            // Signed out (or purged) meanwhile: the session stays gone.
-            return Err(StoreError::NotFound);
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a session update", e))
     }
 
     #[tracing::instrument(skip_all)]
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
-        let (_guard, mut tx) = self.begin_write().await?;
-        let changed = sqlx::query(sql::DELETE_SESSION)
-            .bind(id_hash)
-            .execute(&mut *tx)
+        let id_hash = id_hash.to_owned();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let changed = sqlx::query(sql::DELETE_SESSION)
+                        .bind(id_hash)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("deleting a session", e))?
+                        .rows_affected();
+                    if changed == 0 {
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(|e| backend("deleting a session", e))?
-            .rows_affected();
-        if changed == 0 {
-            return Ok(false);
-        }
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a session deletion", e))?;
-        Ok(true)
     }
 
     #[tracing::instrument(skip_all, fields(issuer = %issuer))]
@@ -897,30 +929,37 @@ impl SessionStore for SqliteStore {
         subject: Option<&str>,
         sid: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let query = match (subject, sid) {
-            (Some(subject), Some(sid)) => sqlx::query(sql::DELETE_SESSIONS_OF_SUBJECT_AND_SID)
-                .bind(issuer)
-                .bind(subject)
-                .bind(sid),
-            (Some(subject), None) => sqlx::query(sql::DELETE_SESSIONS_OF_SUBJECT)
-                .bind(issuer)
-                .bind(subject),
-            (None, Some(sid)) => sqlx::query(sql::DELETE_SESSIONS_OF_SID)
-                .bind(issuer)
-                .bind(sid),
+        let (statement, binds): (&'static str, Vec<String>) = match (subject, sid) {
+            (Some(subject), Some(sid)) => (
+                sql::DELETE_SESSIONS_OF_SUBJECT_AND_SID,
+                vec![issuer.to_owned(), subject.to_owned(), sid.to_owned()],
+            ),
+            (Some(subject), None) => (
+                sql::DELETE_SESSIONS_OF_SUBJECT,
+                vec![issuer.to_owned(), subject.to_owned()],
+            ),
+            (None, Some(sid)) => (
+                sql::DELETE_SESSIONS_OF_SID,
+                vec![issuer.to_owned(), sid.to_owned()],
+            ),
             // Neither names anyone: deleting "every session at the issuer" is never meant.
             (None, None) => return Ok(0),
         };
-        let (_guard, mut tx) = self.begin_write().await?;
-        let deleted = query
-            .execute(&mut *tx)
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let query = binds
+                        .iter()
+                        .fold(sqlx::query(statement), |q, value| q.bind(value.as_str()));
+                    let deleted = query
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("deleting sessions", e))?
+                        .rows_affected();
+                    Ok(deleted)
+                })
+            })
             .await
-            .map_err(|e| backend("deleting sessions", e))?
-            .rows_affected();
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a session deletion", e))?;
-        Ok(deleted)
     }
 
     #[tracing::instrument(skip_all)]
@@ -929,22 +968,24 @@ impl SessionStore for SqliteStore {
         logins_before: Timestamp,
         sessions_idle_before: Timestamp,
     ) -> Result<u64, StoreError> {
-        let (_guard, mut tx) = self.begin_write().await?;
-        let logins = sqlx::query(sql::PURGE_LOGINS)
-            .bind(logins_before.timestamp_millis())
-            .execute(&mut *tx)
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let logins = sqlx::query(sql::PURGE_LOGINS)
+                        .bind(logins_before.timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("purging logins", e))?
+                        .rows_affected();
+                    let sessions = sqlx::query(sql::PURGE_SESSIONS)
+                        .bind(sessions_idle_before.timestamp_millis())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("purging sessions", e))?
+                        .rows_affected();
+                    Ok(logins + sessions)
+                })
+            })
             .await
-            .map_err(|e| backend("purging logins", e))?
-            .rows_affected();
-        let sessions = sqlx::query(sql::PURGE_SESSIONS)
-            .bind(sessions_idle_before.timestamp_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend("purging sessions", e))?
-            .rows_affected();
-        tx.commit()
-            .await
-            .map_err(|e| backend("committing a purge", e))?;
-        Ok(logins + sessions)
     }
 }

@@ -1,0 +1,301 @@
+//! Group commit for the SQLite store.
+//!
+//! With `synchronous = FULL` every commit waits for the disk, so one commit per write caps
+//! the store at the disk's flush rate however fast the rest is. Instead, every write of this
+//! process is a job sent to one writer task. The writer starts a `BEGIN IMMEDIATE`
+//! transaction, runs each waiting job inside its own savepoint — a job that fails is rolled
+//! back to its savepoint and leaves no trace, the others keep their changes — and commits them
+//! all with one flush. Only then is each caller answered: a write reported as done is durable,
+//! exactly as before, and jobs run one after another, so each sees the effects of the jobs
+//! before it (the compare-and-set on a request's version, the audit chain head) as if they had
+//! committed separately.
+//!
+//! Batches form by themselves: while one commit waits for the disk, the next jobs queue up.
+//! Under no load a batch is one job, so latency is what it was; under load the flush cost is
+//! shared. A batch is capped at [`MAX_BATCH`] jobs so no caller waits behind an unbounded
+//! queue.
+//!
+//! A job runs inside the writer task, not the caller's: a caller that goes away (a client
+//! that hangs up) cannot leave a write half-done.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+
+use countersign_core::StoreError;
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::backend;
+
+/// A boxed, sendable future borrowing for `'a`.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The most jobs one transaction commits.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// Jobs that may wait for the writer before senders wait to enqueue.
+const QUEUE_DEPTH: usize = 1024;
+
+/// A job's result, its type erased so jobs of any result type share one queue.
+type Erased = Result<Box<dyn Any + Send>, StoreError>;
+
+/// The work of one job, run with the batch's connection inside a transaction.
+type Work = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Erased> + Send>;
+
+/// One caller's write and where its answer goes.
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Erased>,
+}
+
+/// The handle the store writes through. Cheap to clone; the writer task ends when the last
+/// handle is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task for `pool` on the current tokio runtime.
+    pub(crate) fn start(pool: SqlitePool) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(run(pool, queue));
+        Self { jobs }
+    }
+
+    /// Runs `work` in a write transaction and returns its result once that transaction is
+    /// durably committed. When `work` fails, none of its changes are kept and its error is
+    /// returned; when the commit fails, the commit's error is returned.
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            Box::pin(async move {
+                work(conn)
+                    .await
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
+            })
+        });
+        self.jobs
+            .send(Job { work, reply })
+            .await
+            .map_err(|_| stopped())?;
+        let value = answer.await.map_err(|_| stopped())??;
+        value
+            .downcast::<T>()
+            .map(|value| *value)
+            .map_err(|_| StoreError::Backend("the database writer answered the wrong type".into()))
+    }
+}
+
+/// The text of a backend error, to hand to every job of a failed batch.
+fn message(e: StoreError) -> String {
+    match e {
+        StoreError::Backend(message) => message,
+        other => other.to_string(),
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Backend("the database writer has stopped".into())
+}
+
+/// The writer task: takes whatever jobs are waiting, runs them in one transaction, commits,
+/// answers, and starts over.
+async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        run_batch(&pool, first, &mut queue).await;
+    }
+}
+
+/// Runs `first` and the jobs waiting behind it (also those that arrive meanwhile, up to
+/// [`MAX_BATCH`]) in one transaction, and answers each.
+async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job>) {
+    let mut pending = VecDeque::from([first]);
+    let mut taken = 1;
+    let mut done: Vec<(oneshot::Sender<Erased>, Erased)> = Vec::new();
+    let mut broken: Option<String> = None;
+    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => Some(tx),
+        Err(e) => {
+            broken = Some(message(backend("starting a write transaction", e)));
+            None
+        }
+    };
+    while let Some(conn) = tx.as_mut() {
+        if pending.is_empty() {
+            // Jobs that arrived while the batch ran join it, up to the cap.
+            while taken < MAX_BATCH {
+                let Ok(job) = queue.try_recv() else { break };
+                pending.push_back(job);
+                taken += 1;
+            }
+        }
+        let Some(job) = pending.pop_front() else {
+            break;
+        };
+        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut **conn).await {
+            broken = Some(message(backend("starting a write", e)));
+            pending.push_front(job);
+            break;
+        }
+        let result = (job.work)(&mut **conn).await;
+        let end = if result.is_ok() {
+            "RELEASE SAVEPOINT job"
+        } else {
+            // Undo this job only, then drop its savepoint.
+            "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
+        };
+        let ended = sqlx::raw_sql(end).execute(&mut **conn).await;
+        done.push((job.reply, result));
+        if let Err(e) = ended {
+            broken = Some(message(backend("ending a write", e)));
+            break;
+        }
+    }
+    let outcome = match (broken, tx) {
+        (None, Some(tx)) => tx
+            .commit()
+            .await
+            .map_err(|e| message(backend("committing a write", e))),
+        // Dropping the transaction rolls everything back.
+        (Some(message), _) => Err(message),
+        (None, None) => Err("the write transaction was lost".to_owned()),
+    };
+    if let Err(message) = &outcome {
+        tracing::warn!(error = %message, jobs = taken, "store: a write batch failed");
+    }
+    for (reply, result) in done {
+        let answer = match (result, &outcome) {
+            // A job's own refusal stands whatever happened to the others.
+            (Err(e), _) => Err(e),
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(message)) => Err(StoreError::Backend(message.clone())),
+        };
+        let _ = reply.send(answer);
+    }
+    // Jobs of a broken batch that never ran.
+    if let Err(message) = &outcome {
+        for job in pending {
+            let _ = job.reply.send(Err(StoreError::Backend(message.clone())));
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn writer() -> (Writer, SqlitePool, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::SqliteStore::connect(&url).await.unwrap();
+        let pool = store.pool().clone();
+        sqlx::query("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (Writer::start(pool.clone()), pool, dir)
+    }
+
+    async fn rows(pool: &SqlitePool) -> Vec<i64> {
+        sqlx::query_scalar("SELECT x FROM t ORDER BY x")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    }
+
+    /// Jobs queued behind a slow one share its transaction; each failing job is undone alone,
+    /// the others are committed, and every caller gets its own answer.
+    #[tokio::test]
+    async fn a_failing_job_leaves_no_trace_and_the_others_commit() {
+        let (writer, pool, _dir) = writer().await;
+        let slow = writer.clone();
+        let first = tokio::spawn(async move {
+            slow.write(|conn| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO t VALUES (0)")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| backend("test", e))?;
+                    // Hold the batch open so that the jobs below queue behind it.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok(0_i64)
+                })
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut jobs = Vec::new();
+        for x in 1..=20_i64 {
+            let writer = writer.clone();
+            jobs.push(tokio::spawn(async move {
+                writer
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t VALUES (?)")
+                                .bind(x)
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(|e| backend("test", e))?;
+                            // Odd jobs change their mind after writing.
+                            if x % 2 == 1 {
+                                return Err(StoreError::Conflict);
+                            }
+                            Ok(x)
+                        })
+                    })
+                    .await
+            }));
+        }
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        for (x, job) in (1..=20_i64).zip(jobs) {
+            match job.await.unwrap() {
+                Ok(v) => assert!(x % 2 == 0 && v == x, "job {x} answered {v}"),
+                Err(StoreError::Conflict) => assert!(x % 2 == 1, "job {x} refused"),
+                Err(e) => panic!("job {x}: {e}"),
+            }
+        }
+        let expected: Vec<i64> = (0..=20).filter(|x| x % 2 == 0).collect();
+        assert_eq!(rows(&pool).await, expected);
+    }
+
+    /// A job that breaks a constraint is refused with its own error; a later job still writes.
+    #[tokio::test]
+    async fn a_constraint_violation_is_the_jobs_error_only() {
+        let (writer, pool, _dir) = writer().await;
+        let put = |x: i64| {
+            let writer = writer.clone();
+            async move {
+                writer
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t VALUES (?)")
+                                .bind(x)
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(|e| backend("inserting", e))
+                                .map(|_| ())
+                        })
+                    })
+                    .await
+            }
+        };
+        let (a, b, c) = tokio::join!(put(1), put(1), put(2));
+        assert!(a.is_ok());
+        assert!(matches!(b, Err(StoreError::Backend(ref m)) if m.starts_with("inserting")));
+        assert!(c.is_ok());
+        assert_eq!(rows(&pool).await, vec![1, 2]);
+    }
+}
