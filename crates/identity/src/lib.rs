@@ -9,6 +9,7 @@
 //! Browser sign-in lives in [`rp`]: the [`RelyingParty`] (authorization code + PKCE, ID-token
 //! checks with `openidconnect`, refresh, RP-initiated and back-channel logout).
 
+mod cache;
 mod claims;
 mod error;
 mod issuer;

@@ -9,6 +9,10 @@
 //! 5. pick the key by `kid` from that issuer's keys only, refetching once (rate-limited) for an
 //!    unknown `kid`, and verify the signature with `jsonwebtoken`;
 //! 6. check the verified claims ([`crate::claims`]) and build the principal.
+//!
+//! A token that passed is remembered ([`crate::cache`]) until its `exp`, keyed by its hash,
+//! for as long as its issuer's key set stays the one that verified it; the next call with the
+//! same token skips the checks above.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,6 +22,7 @@ use countersign_core::{Principal, Timestamp};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
+use crate::cache::{self, TokenCache, Verified};
 use crate::claims;
 use crate::error::{AuthError, AuthReason};
 use crate::issuer::{Issuer, IssuerStatus};
@@ -65,6 +70,7 @@ pub fn try_http_client() -> Result<reqwest::Client, String> {
 #[derive(Clone, Debug)]
 pub struct Verifier {
     issuers: Arc<[Arc<Issuer>]>,
+    cache: Arc<TokenCache>,
 }
 
 /// The parts of the header we act on, once checked.
@@ -105,13 +111,27 @@ impl Verifier {
             .into_iter()
             .map(|settings| Arc::new(Issuer::new(settings, http.clone())))
             .collect();
-        Ok(Self { issuers })
+        Ok(Self {
+            issuers,
+            cache: Arc::new(TokenCache::new(cache::DEFAULT_CAPACITY)),
+        })
+    }
+
+    /// Remembers at most `capacity` verified tokens (0: none, every call verifies in full).
+    #[must_use]
+    pub fn with_token_cache(mut self, capacity: usize) -> Self {
+        self.cache = Arc::new(TokenCache::new(capacity));
+        self
     }
 
     /// Verifies a bearer token at time `now`. The token is never logged or echoed; the reason
     /// for a refusal is logged at debug level.
     pub async fn verify(&self, token: &str, now: Timestamp) -> Result<Principal, AuthError> {
-        let result = self.verify_inner(token, now).await;
+        let key = TokenCache::key(token);
+        if let Some(principal) = self.cached(&key, now).await {
+            return Ok(principal);
+        }
+        let result = self.verify_inner(token, now, key).await;
         if let Err(e) = &result {
             tracing::debug!(
                 reason = e.reason(),
@@ -143,16 +163,35 @@ impl Verifier {
         self.issuers.iter().map(|i| i.status()).collect()
     }
 
-    async fn verify_inner(&self, token: &str, now: Timestamp) -> Result<Principal, AuthError> {
+    /// The principal of a token verified before, if it may still be used at `now`.
+    async fn cached(&self, key: &cache::Key, now: Timestamp) -> Option<Principal> {
+        let (principal, issuer, verified_with) = self.cache.get(key, now)?;
+        let current = self.issuers.get(issuer)?.keys().await.ok()?;
+        if std::ptr::eq(Arc::as_ptr(&current), verified_with.as_ptr()) {
+            Some(principal)
+        } else {
+            // The issuer's keys changed since: verify in full (and cache again) once.
+            self.cache.remove(key);
+            None
+        }
+    }
+
+    async fn verify_inner(
+        &self,
+        token: &str,
+        now: Timestamp,
+        key: cache::Key,
+    ) -> Result<Principal, AuthError> {
         let jws = jws::parse(token)?;
         let header = check_header(&jws.header)?;
 
         // Unverified, used only to choose whose keys to try; re-checked after verification.
         let iss = jws.payload.get("iss").and_then(Value::as_str);
-        let Some(issuer) = self
+        let Some((position, issuer)) = self
             .issuers
             .iter()
-            .find(|i| Some(i.settings.url.as_str()) == iss)
+            .enumerate()
+            .find(|(_, i)| Some(i.settings.url.as_str()) == iss)
         else {
             return Err(AuthError::new(
                 AuthReason::UnknownIssuer,
@@ -233,7 +272,27 @@ impl Verifier {
 
         let payload: Map<String, Value> = jws.payload;
         let subject = claims::check(&issuer.settings, &payload, now)?;
-        Ok(claims::principal(&issuer.settings, subject, payload))
+        // `check` accepted them, so `exp` is an integer and `nbf`/`iat` are absent or integers.
+        let expires = payload.get("exp").and_then(Value::as_i64);
+        let not_before = ["nbf", "iat"]
+            .iter()
+            .filter_map(|c| payload.get(*c).and_then(Value::as_i64))
+            .max();
+        let principal = claims::principal(&issuer.settings, subject, payload);
+        if let Some(expires) = expires {
+            self.cache.insert(
+                key,
+                Verified {
+                    principal: &principal,
+                    issuer: position,
+                    keys: &keys,
+                    expires,
+                    not_before,
+                },
+                now,
+            );
+        }
+        Ok(principal)
     }
 }
 

@@ -1249,6 +1249,41 @@ async fn keys_expire_and_stale_keys_outlive_an_outage() {
     );
 }
 
+/// The verified-token cache never outlives the key that verified a token: once the issuer's
+/// refreshed JWKS no longer holds that key, the same token is refused.
+#[tokio::test]
+async fn a_cached_token_is_refused_once_its_key_is_withdrawn() {
+    let (server, v, url) =
+        single_issuer(|s| s.jwks_ttl = std::time::Duration::from_millis(1)).await;
+    let token = idp_token(&url, "at+jwt", json!({}));
+    v.verify(&token, now()).await.unwrap();
+    server.edit("idp", |s| {
+        s.jwks = json!({"keys": [keys().other_es.jwk(Some("es-2"))]});
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let err = v.verify(&token, now()).await.unwrap_err();
+    assert_eq!(err.reason(), "unknown_kid", "{err:?}");
+}
+
+/// A cached token is used only before its `exp`; after that the full check decides (it allows
+/// a minute of clock skew), and a clock moved back before the token's `iat` is noticed.
+#[tokio::test]
+async fn a_cached_token_is_never_used_past_exp() {
+    let (_server, v, url) = single_issuer(|_| {}).await;
+    let token = idp_token(&url, "at+jwt", json!({"exp": NOW + 300}));
+    v.verify(&token, now()).await.unwrap();
+    let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0).unwrap();
+    v.verify(&token, at(NOW + 299)).await.unwrap();
+    v.verify(&token, at(NOW + 330)).await.unwrap();
+    let err = v.verify(&token, at(NOW + 361)).await.unwrap_err();
+    assert_eq!(err.reason(), "expired", "{err:?}");
+    // A clock moved back before its iat (beyond the leeway) is noticed too.
+    let token = idp_token(&url, "at+jwt", json!({"iat": NOW}));
+    v.verify(&token, now()).await.unwrap();
+    let err = v.verify(&token, at(NOW - 120)).await.unwrap_err();
+    assert_eq!(err.reason(), "issued_in_future", "{err:?}");
+}
+
 #[tokio::test]
 async fn redirects_are_not_followed() {
     let server = IssuerServer::start().await;

@@ -147,7 +147,7 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
             pending.push_front(job);
             break;
         }
-        let result = (job.work)(&mut **conn).await;
+        let result = (job.work)(conn).await;
         let end = if result.is_ok() {
             "RELEASE SAVEPOINT job"
         } else {

@@ -237,7 +237,7 @@ impl Store for SqliteStore {
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let row = RequestRow::encode(request)?;
-        let (request_id, events, outbox) = (request.id.clone(), events.to_vec(), outbox.to_vec());
+        let (request_id, events, outbox) = (request.id, events.to_vec(), outbox.to_vec());
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
