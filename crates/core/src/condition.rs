@@ -3,9 +3,14 @@
 //! but a boolean, is false: access fails closed, and the error travels with the result so it
 //! can be logged and audited.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
 use serde_json::Value;
 
 /// A compiled CEL condition and its source text.
@@ -75,23 +80,26 @@ impl Condition {
     }
 
     /// Evaluates with the given variables. Never panics, never errors: see [`Evaluated`].
+    ///
+    /// To evaluate several conditions against the same variables, convert them once with
+    /// [`Bindings::new`] and use [`Condition::evaluate_with`].
     pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Evaluated {
-        // The standard environment is built once per process, not once per evaluation: it is
-        // most of the cost of evaluating a small condition.
-        static STDLIB: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
-        let mut context = cel::Context::with_env(Arc::clone(&STDLIB));
-        for (name, value) in variables {
-            match cel::to_value(value) {
-                Ok(v) => context.add_variable_from_value(*name, v),
-                Err(e) => {
-                    return Evaluated {
-                        value: false,
-                        error: Some(format!("variable {name}: {e}")),
-                    };
-                }
+        self.evaluate_with(&Bindings::new(variables))
+    }
+
+    /// Evaluates against variables already converted. Never panics, never errors: see
+    /// [`Evaluated`]; a variable that could not be converted makes every condition false.
+    pub fn evaluate_with(&self, bindings: &Bindings<'_>) -> Evaluated {
+        let context = match &bindings.context {
+            Ok(context) => context,
+            Err(e) => {
+                return Evaluated {
+                    value: false,
+                    error: Some(e.clone()),
+                };
             }
-        }
-        match self.program.execute(&context) {
+        };
+        match self.program.execute(context) {
             Ok(cel::Value::Bool(b)) => Evaluated {
                 value: b,
                 error: None,
@@ -108,6 +116,80 @@ impl Condition {
                 error: Some(one_line(&e.to_string())),
             },
         }
+    }
+}
+
+/// Variables converted once into CEL values, so that several conditions (a gate's rules, say)
+/// can be evaluated against them without converting the same JSON again for each one: the
+/// conversion, not the evaluation, is most of the cost of a small condition. The CEL values
+/// borrow their strings from the JSON.
+pub struct Bindings<'v> {
+    /// The evaluation context with every variable bound, or why a variable could not be
+    /// converted (which makes every condition evaluated with these bindings false).
+    context: Result<cel::Context<'v, 'v>, String>,
+}
+
+impl<'v> Bindings<'v> {
+    /// Converts `variables` into CEL values.
+    pub fn new(variables: &[(&str, &'v Value)]) -> Self {
+        // The standard environment is built once per process, not once per evaluation: it is
+        // most of the cost of evaluating a small condition.
+        static STDLIB: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+        let mut context = cel::Context::with_env(Arc::clone(&STDLIB));
+        for (name, value) in variables {
+            match to_cel(value) {
+                Ok(v) => context.add_variable_as_val(*name, v),
+                Err(e) => {
+                    return Self {
+                        context: Err(format!("variable {name}: {e}")),
+                    };
+                }
+            }
+        }
+        Self {
+            context: Ok(context),
+        }
+    }
+}
+
+/// The CEL value of a JSON value, the same as `cel::to_value` makes it (a non-negative integer
+/// is a `uint`, a negative one an `int`, any other number a `double`), but built directly:
+/// without the intermediate `cel::Value` tree, which the crate deep-copies level by level when
+/// binding it, and borrowing the strings instead of copying them.
+fn to_cel(value: &Value) -> Result<Box<dyn Val + '_>, String> {
+    Ok(match value {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Box::new(CelUInt::from(u))
+            } else if let Some(i) = n.as_i64() {
+                Box::new(CelInt::from(i))
+            } else if let Some(f) = n.as_f64() {
+                Box::new(CelDouble::from(f))
+            } else {
+                return Err(format!("the number {n} has no CEL value"));
+            }
+        }
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => Box::new(CelList::from(
+            items.iter().map(to_cel).collect::<Result<Vec<_>, _>>()?,
+        )),
+        Value::Object(entries) => {
+            let mut map = HashMap::with_capacity(entries.len());
+            for (key, item) in entries {
+                map.insert(CelMapKey::from(key.as_str()), to_cel(item)?);
+            }
+            Box::new(CelMap::from(map))
+        }
+    })
+}
+
+impl fmt::Debug for Bindings<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bindings")
+            .field("error", &self.context.as_ref().err())
+            .finish_non_exhaustive()
     }
 }
 
@@ -145,6 +227,7 @@ fn is_bound_by_macro(source: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
 
     const VARS: &[&str] = &["approver", "request", "now"];
@@ -179,5 +262,107 @@ mod tests {
             Err(ConditionError::Syntax(_))
         ));
         assert!(Condition::compile("approver.groups.exists(g, g == 'sre')", VARS).is_ok());
+    }
+
+    #[test]
+    fn bindings_serve_several_conditions_alike() {
+        let approver = json!({"groups": ["sre"], "claims": {}});
+        let now = json!("2027-01-15T08:00:00Z");
+        let variables = [("approver", &approver), ("now", &now)];
+        let bindings = Bindings::new(&variables);
+        for source in [
+            r#""sre" in approver.groups"#,
+            r#""dba" in approver.groups"#,
+            "approver.claims.team == 'x'",
+            "size(approver.groups) == 1u",
+            "1 + 1",
+            "request.gate == 'deploy'",
+        ] {
+            let c = Condition::compile(source, VARS).unwrap();
+            assert_eq!(
+                c.evaluate_with(&bindings),
+                c.evaluate(&variables),
+                "{source}"
+            );
+        }
+        let c = Condition::compile(r#""sre" in approver.groups"#, VARS).unwrap();
+        assert!(c.evaluate_with(&bindings).value);
+        let unbound = c.evaluate_with(&Bindings::new(&[("now", &now)]));
+        assert!(!unbound.value);
+        assert!(unbound.error.is_some());
+    }
+
+    #[test]
+    fn converts_numbers_as_cel_to_value_does() {
+        for v in [
+            json!(0),
+            json!(900),
+            json!(-3),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1.5),
+        ] {
+            let direct = cel::Value::try_from(to_cel(&v).unwrap().as_ref()).unwrap();
+            assert!(same(&direct, &cel::to_value(&v).unwrap()), "{v}");
+        }
+        let c = Condition::compile("request.duration_seconds == 900u", &["request"]).unwrap();
+        assert!(
+            c.evaluate(&[("request", &json!({"duration_seconds": 900}))])
+                .value
+        );
+    }
+
+    /// Equality without CEL's numeric leniency (`1 == 1u` holds in CEL): the same variants
+    /// all the way down.
+    fn same(a: &cel::Value, b: &cel::Value) -> bool {
+        use cel::Value as V;
+        match (a, b) {
+            (V::Null, V::Null) => true,
+            (V::Bool(x), V::Bool(y)) => x == y,
+            (V::Int(x), V::Int(y)) => x == y,
+            (V::UInt(x), V::UInt(y)) => x == y,
+            (V::Float(x), V::Float(y)) => x.to_bits() == y.to_bits(),
+            (V::String(x), V::String(y)) => x == y,
+            (V::List(x), V::List(y)) => {
+                x.len() == y.len() && x.iter().zip(y.iter()).all(|(x, y)| same(x, y))
+            }
+            (V::Map(x), V::Map(y)) => {
+                x.map.len() == y.map.len()
+                    && x.map
+                        .iter()
+                        .all(|(k, v)| y.map.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => false,
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| {
+                serde_json::Number::from_f64(f).map(Value::Number)
+            }),
+            ".{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// The direct conversion builds the same CEL value as the crate's serde conversion.
+        #[test]
+        fn direct_conversion_matches_cel_to_value(v in json_value()) {
+            let direct = cel::Value::try_from(to_cel(&v).unwrap().as_ref()).unwrap();
+            let via_serde = cel::to_value(&v).unwrap();
+            prop_assert!(same(&direct, &via_serde), "{:?} != {:?}", direct, via_serde);
+        }
     }
 }

@@ -770,15 +770,14 @@ impl Engine {
                 let can_approve = who.kind == PrincipalKind::Human && {
                     let approver = who.to_condition_value();
                     let now_v = Value::String(crate::time::rfc3339(&now));
-                    gate.rules.iter().any(|r| {
-                        r.approvers
-                            .evaluate(&[
-                                ("approver", &approver),
-                                ("request", &content),
-                                ("now", &now_v),
-                            ])
-                            .value
-                    })
+                    let bindings = crate::condition::Bindings::new(&[
+                        ("approver", &approver),
+                        ("request", &content),
+                        ("now", &now_v),
+                    ]);
+                    gate.rules
+                        .iter()
+                        .any(|r| r.approvers.evaluate_with(&bindings).value)
                 };
                 GateAccess {
                     gate: gate.clone(),

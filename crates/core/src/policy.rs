@@ -11,6 +11,7 @@
 
 use serde_json::{Value, json};
 
+use crate::condition::Bindings;
 use crate::gate::{Gate, Rule};
 use crate::ids::Digest;
 use crate::principal::{Principal, PrincipalKind};
@@ -46,14 +47,16 @@ pub fn approver_checks(
     let approver_value = approver.to_condition_value();
     let request_value = request.to_condition_value();
     let now_v = now_value(&now);
+    // Converted into CEL values once, not once per rule.
+    let bindings = Bindings::new(&[
+        ("approver", &approver_value),
+        ("request", &request_value),
+        ("now", &now_v),
+    ]);
     gate.rules
         .iter()
         .map(|rule| {
-            let r = rule.approvers.evaluate(&[
-                ("approver", &approver_value),
-                ("request", &request_value),
-                ("now", &now_v),
-            ]);
+            let r = rule.approvers.evaluate_with(&bindings);
             if let Some(e) = &r.error {
                 tracing::warn!(gate = %gate.name, rule = %rule.name, error = %e, "approver condition failed to evaluate; counted as false");
             }
