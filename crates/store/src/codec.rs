@@ -38,8 +38,9 @@ pub(crate) struct RequestRow {
 }
 
 /// The columns of `decisions`, in the order of [`crate::sql::INSERT_DECISION`] (the ordinal is
-/// computed in SQL).
-#[derive(Debug)]
+/// computed in SQL). SQLite also hands them over as JSON objects with these names (see
+/// [`crate::sql::SQLITE_DECISIONS_JSON`]).
+#[derive(Debug, serde::Deserialize)]
 pub(crate) struct DecisionRow {
     pub request_id: String,
     pub approver_issuer: String,

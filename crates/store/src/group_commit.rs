@@ -17,6 +17,12 @@
 //!
 //! A job runs inside the writer task, not the caller's: a caller that goes away (a client
 //! that hangs up) cannot leave a write half-done.
+//!
+//! Every statement is a round trip to the database's thread, so a batch saves them where it
+//! can: savepoints are never released one by one (the commit ends them all), and the audit
+//! chain head is read once per batch and written once, just before the commit ([`Batch`]);
+//! the batch holds the database's write lock throughout, so no other process can move the
+//! head in between.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -42,8 +48,28 @@ const QUEUE_DEPTH: usize = 1024;
 /// A job's result, its type erased so jobs of any result type share one queue.
 type Erased = Result<Box<dyn Any + Send>, StoreError>;
 
-/// The work of one job, run with the batch's connection inside a transaction.
-type Work = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Erased> + Send>;
+/// The work of one job, run inside the batch's transaction.
+type Work = Box<dyn for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, Erased> + Send>;
+
+/// The audit chain head: the last event's sequence number and hash.
+pub(crate) type Head = (i64, String);
+
+/// What the jobs of one batch share: the write transaction and the audit chain head as the
+/// jobs so far have moved it.
+pub(crate) struct Batch {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    /// Read from the database by the first job that appends events; `None` before that.
+    pub(crate) head: Option<Head>,
+    /// Whether `head` differs from the stored head, which is then written before the commit.
+    pub(crate) head_moved: bool,
+}
+
+impl Batch {
+    /// The connection, inside the batch's transaction.
+    pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
+        &mut self.tx
+    }
+}
 
 /// One caller's write and where its answer goes.
 struct Job {
@@ -72,14 +98,12 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, Result<T, StoreError>> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let work: Work = Box::new(move |conn| {
+        let work: Work = Box::new(move |batch| {
             Box::pin(async move {
-                work(conn)
+                work(batch)
                     .await
                     .map(|value| Box::new(value) as Box<dyn Any + Send>)
             })
@@ -123,14 +147,18 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
     let mut taken = 1;
     let mut done: Vec<(oneshot::Sender<Erased>, Erased)> = Vec::new();
     let mut broken: Option<String> = None;
-    let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => Some(tx),
+    let mut batch = match pool.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => Some(Batch {
+            tx,
+            head: None,
+            head_moved: false,
+        }),
         Err(e) => {
             broken = Some(message(backend("starting a write transaction", e)));
             None
         }
     };
-    while let Some(conn) = tx.as_mut() {
+    while let Some(b) = batch.as_mut() {
         if pending.is_empty() {
             // Jobs that arrived while the batch ran join it, up to the cap.
             while taken < MAX_BATCH {
@@ -142,30 +170,33 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
         let Some(job) = pending.pop_front() else {
             break;
         };
-        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut **conn).await {
+        // Savepoints nest; a failed job rolls back to its own (the newest), and the commit
+        // releases them all.
+        if let Err(e) = sqlx::query("SAVEPOINT job").execute(b.conn()).await {
             broken = Some(message(backend("starting a write", e)));
             pending.push_front(job);
             break;
         }
-        let result = (job.work)(conn).await;
-        let end = if result.is_ok() {
-            "RELEASE SAVEPOINT job"
-        } else {
-            // Undo this job only, then drop its savepoint.
-            "ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job"
+        let head = (b.head.clone(), b.head_moved);
+        let result = (job.work)(b).await;
+        let undone = match &result {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                (b.head, b.head_moved) = head;
+                sqlx::query("ROLLBACK TO SAVEPOINT job")
+                    .execute(b.conn())
+                    .await
+                    .map(drop)
+            }
         };
-        let ended = sqlx::raw_sql(end).execute(&mut **conn).await;
         done.push((job.reply, result));
-        if let Err(e) = ended {
-            broken = Some(message(backend("ending a write", e)));
+        if let Err(e) = undone {
+            broken = Some(message(backend("undoing a write", e)));
             break;
         }
     }
-    let outcome = match (broken, tx) {
-        (None, Some(tx)) => tx
-            .commit()
-            .await
-            .map_err(|e| message(backend("committing a write", e))),
+    let outcome = match (broken, batch) {
+        (None, Some(batch)) => finish(batch).await,
         // Dropping the transaction rolls everything back.
         (Some(message), _) => Err(message),
         (None, None) => Err("the write transaction was lost".to_owned()),
@@ -188,6 +219,25 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
             let _ = job.reply.send(Err(StoreError::Backend(message.clone())));
         }
     }
+}
+
+/// Writes the moved chain head and commits.
+async fn finish(mut batch: Batch) -> Result<(), String> {
+    if batch.head_moved
+        && let Some((seq, hash)) = &batch.head
+    {
+        sqlx::query(crate::sql::UPDATE_HEAD)
+            .bind(seq)
+            .bind(hash.as_str())
+            .execute(batch.conn())
+            .await
+            .map_err(|e| message(backend("moving the audit chain head", e)))?;
+    }
+    batch
+        .tx
+        .commit()
+        .await
+        .map_err(|e| message(backend("committing a write", e)))
 }
 
 #[cfg(test)]
@@ -223,10 +273,10 @@ mod tests {
         let (writer, pool, _dir) = writer().await;
         let slow = writer.clone();
         let first = tokio::spawn(async move {
-            slow.write(|conn| {
+            slow.write(|batch| {
                 Box::pin(async move {
                     sqlx::query("INSERT INTO t VALUES (0)")
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("test", e))?;
                     // Hold the batch open so that the jobs below queue behind it.
@@ -242,11 +292,11 @@ mod tests {
             let writer = writer.clone();
             jobs.push(tokio::spawn(async move {
                 writer
-                    .write(move |conn| {
+                    .write(move |batch| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t VALUES (?)")
                                 .bind(x)
-                                .execute(&mut *conn)
+                                .execute(batch.conn())
                                 .await
                                 .map_err(|e| backend("test", e))?;
                             // Odd jobs change their mind after writing.
@@ -279,11 +329,11 @@ mod tests {
             let writer = writer.clone();
             async move {
                 writer
-                    .write(move |conn| {
+                    .write(move |batch| {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t VALUES (?)")
                                 .bind(x)
-                                .execute(&mut *conn)
+                                .execute(batch.conn())
                                 .await
                                 .map_err(|e| backend("inserting", e))
                                 .map(|_| ())
@@ -297,5 +347,64 @@ mod tests {
         assert!(matches!(b, Err(StoreError::Backend(ref m)) if m.starts_with("inserting")));
         assert!(c.is_ok());
         assert_eq!(rows(&pool).await, vec![1, 2]);
+    }
+
+    /// Audit events appended by a job that then fails vanish with it, and the chain the batch
+    /// carries on from is the one before that job: the stored chain verifies, without gaps.
+    #[tokio::test]
+    async fn a_failed_job_takes_its_audit_events_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let writer = Writer::start(store.pool().clone());
+        let event = |i: i64| countersign_core::audit::NewAuditEvent {
+            at: chrono::DateTime::from_timestamp(1_700_000_000 + i, 0).unwrap(),
+            actor: countersign_core::audit::Actor::system(),
+            action: "test.event".into(),
+            request_id: None,
+            digest: None,
+            detail: serde_json::json!({ "i": i }),
+        };
+        let append = |i: i64, fail: bool| {
+            let writer = writer.clone();
+            let events = vec![event(i), event(i)];
+            async move {
+                writer
+                    .write(move |batch| {
+                        Box::pin(async move {
+                            crate::sqlite::append_events(batch, &events).await?;
+                            if i == 0 {
+                                // Hold the batch open so that the others join it.
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                            }
+                            if fail {
+                                return Err(StoreError::Conflict);
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+        };
+        let (a, b, c, d) = tokio::join!(
+            append(0, false),
+            append(1, true),
+            append(2, false),
+            append(3, true)
+        );
+        assert!(a.is_ok() && c.is_ok());
+        assert!(matches!(b, Err(StoreError::Conflict)) && matches!(d, Err(StoreError::Conflict)));
+        assert_eq!(crate::verify_audit(&store).await, Ok(4));
+        let details: Vec<String> =
+            sqlx::query_scalar("SELECT detail FROM audit_events ORDER BY seq")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        assert!(
+            details
+                .iter()
+                .all(|d| !d.contains("\"i\":1") && !d.contains("\"i\":3"))
+        );
     }
 }

@@ -79,6 +79,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0003_sessions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            4,
+            "requests state id".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0004_requests_state_id.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -90,6 +90,32 @@ pub(crate) const INSERT_DECISION: &str = "INSERT INTO decisions (request_id, ord
     VALUES ($1, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM decisions WHERE request_id = $1), \
     $2, $3, $4, $5, $6, $7, $8, $9)";
 
+/// SQLite: a request's decisions, oldest first, as one JSON array of objects named like
+/// [`crate::codec::DecisionRow`]'s fields, so that a request and its decisions come from one
+/// statement (one snapshot, one round trip to the database thread). `'[]'` when there are none.
+macro_rules! sqlite_decisions_json {
+    () => {
+        "(SELECT json_group_array(json_object('request_id', d.request_id, \
+         'approver_issuer', d.approver_issuer, 'approver_subject', d.approver_subject, \
+         'approver', d.approver, 'verdict', d.verdict, 'comment', d.comment, \
+         'digest', d.digest, 'at', d.at, 'eligible_rules', d.eligible_rules) \
+         ORDER BY d.ordinal) FROM decisions d WHERE d.request_id = requests.id) \
+         AS decisions_json"
+    };
+}
+
+/// See [`sqlite_decisions_json`].
+pub(crate) const SQLITE_DECISIONS_JSON: &str = sqlite_decisions_json!();
+
+/// SQLite: one request and its decisions ([`SQLITE_DECISIONS_JSON`]).
+pub(crate) const SQLITE_SELECT_REQUEST: &str = concat!(
+    "SELECT ",
+    request_columns!(),
+    ", ",
+    sqlite_decisions_json!(),
+    " FROM requests WHERE id = $1"
+);
+
 pub(crate) const SELECT_DECISIONS: &str = concat!(
     "SELECT ",
     decision_columns!(),

@@ -15,7 +15,6 @@
 //! browser login is one `DELETE … RETURNING` in a write transaction, so of two callbacks with
 //! the same `state` only the first finds the row.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -40,10 +39,10 @@ use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 use crate::codec::{
     DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
     attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_login,
-    bind_request, bind_session, bind_session_update, group_decisions, lease_end,
+    bind_request, bind_session, bind_session_update, lease_end,
 };
 use crate::error::{backend, grant_refused, is_unique_violation};
-use crate::group_commit::Writer;
+use crate::group_commit::{Batch, Writer};
 use crate::sql;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -76,6 +75,13 @@ fn migrator() -> Migrator {
             "sessions".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0003_sessions.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "requests state id".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0004_requests_state_id.sql").into_sql_str(),
             false,
         ),
     ])
@@ -140,40 +146,34 @@ impl SqliteStore {
     }
 }
 
-/// Chains `events` after the current head and writes them, moving the head.
-async fn append_events(
-    conn: &mut SqliteConnection,
+/// Chains `events` after the batch's head and writes them, moving the head (which the batch
+/// stores once, before it commits).
+pub(crate) async fn append_events(
+    batch: &mut Batch,
     events: &[NewAuditEvent],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
-    let head = sqlx::query(HEAD_SQL)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| backend("reading the audit chain head", e))?;
-    let mut seq: i64 = head
-        .try_get("seq")
-        .map_err(|e| backend("reading the audit chain head", e))?;
-    let mut hash: String = head
-        .try_get("hash")
-        .map_err(|e| backend("reading the audit chain head", e))?;
+    let (mut seq, mut hash) = match batch.head.take() {
+        Some(head) => head,
+        None => sqlx::query_as::<_, (i64, String)>(HEAD_SQL)
+            .fetch_one(batch.conn())
+            .await
+            .map_err(|e| backend("reading the audit chain head", e))?,
+    };
     for event in events {
         let chained = AuditEvent::chain(event.clone(), seq, &hash);
         let row = EventRow::encode(&chained)?;
         bind_event!(sqlx::query(sql::INSERT_EVENT), &row)
-            .execute(&mut *conn)
+            .execute(batch.conn())
             .await
             .map_err(|e| backend("appending an audit event", e))?;
         seq = chained.seq;
         hash = chained.hash;
     }
-    sqlx::query(sql::UPDATE_HEAD)
-        .bind(seq)
-        .bind(hash.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| backend("moving the audit chain head", e))?;
+    batch.head = Some((seq, hash));
+    batch.head_moved = true;
     Ok(())
 }
 
@@ -198,33 +198,22 @@ async fn insert_outbox(
     Ok(())
 }
 
-/// Loads the decisions of `ids`, grouped by request, oldest first.
-async fn load_decisions(
-    conn: &mut SqliteConnection,
-    ids: &[String],
-) -> Result<BTreeMap<String, Vec<Decision>>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Default::default());
-    }
-    let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
-    q.push(sql::DECISION_COLUMNS)
-        .push(" FROM decisions WHERE request_id IN (");
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(id.as_str());
-    }
-    q.push(") ORDER BY request_id, ordinal");
-    let rows = q
-        .build()
-        .fetch_all(&mut *conn)
-        .await
+/// Reads a row of [`sql::SQLITE_SELECT_REQUEST`] (or a listing with the same columns).
+fn read_request_with_decisions(
+    row: &sqlx::sqlite::SqliteRow,
+) -> Result<(RequestRow, Vec<Decision>), StoreError> {
+    let request = RequestRow::read(row).map_err(|e| backend("reading a request", e))?;
+    let json: String = row
+        .try_get("decisions_json")
         .map_err(|e| backend("reading decisions", e))?;
-    let rows = rows
-        .iter()
-        .map(DecisionRow::read)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| backend("reading decisions", e))?;
-    group_decisions(rows)
+    let decisions = serde_json::from_str::<Vec<DecisionRow>>(&json)
+        .map_err(|_| {
+            StoreError::Backend("reading decisions: a stored decision is malformed".into())
+        })?
+        .into_iter()
+        .map(DecisionRow::decode)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((request, decisions))
 }
 
 #[async_trait]
@@ -239,10 +228,10 @@ impl Store for SqliteStore {
         let row = RequestRow::encode(request)?;
         let (request_id, events, outbox) = (request.id, events.to_vec(), outbox.to_vec());
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     if let Err(e) = bind_request!(sqlx::query(sql::INSERT_REQUEST), &row)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                     {
                         return Err(if is_unique_violation(&e) {
@@ -251,8 +240,8 @@ impl Store for SqliteStore {
                             backend("storing a request", e)
                         });
                     }
-                    insert_outbox(&mut *conn, &outbox).await?;
-                    append_events(&mut *conn, &events).await?;
+                    insert_outbox(batch.conn(), &outbox).await?;
+                    append_events(batch, &events).await?;
                     Ok(())
                 })
             })
@@ -261,35 +250,17 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(request_id = %id))]
     async fn get_request(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
-        // One read transaction: the request and its decisions come from the same snapshot.
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| backend("starting a read", e))?;
-        let id_text = id.to_string();
-        let Some(row) = sqlx::query(sql::SELECT_REQUEST)
-            .bind(id_text.as_str())
-            .fetch_optional(&mut *tx)
+        // One statement: the request and its decisions come from the same snapshot.
+        let Some(row) = sqlx::query(sql::SQLITE_SELECT_REQUEST)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| backend("reading a request", e))?
         else {
             return Ok(None);
         };
-        let row = RequestRow::read(&row).map_err(|e| backend("reading a request", e))?;
-        let decisions = sqlx::query(sql::SELECT_DECISIONS)
-            .bind(id_text.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| backend("reading decisions", e))?
-            .iter()
-            .map(|r| DecisionRow::read(r).map_err(|e| backend("reading decisions", e)))
-            .map(|r| r.and_then(DecisionRow::decode))
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.rollback()
-            .await
-            .map_err(|e| backend("ending a read", e))?;
-        row.decode(decisions).map(Some)
+        let (request, decisions) = read_request_with_decisions(&row)?;
+        request.decode(decisions).map(Some)
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %transition.request_id))]
@@ -302,7 +273,7 @@ impl Store for SqliteStore {
             .transpose()?;
         let transition = transition.clone();
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let changed = sqlx::query(sql::CAS_REQUEST)
                         .bind(id.as_str())
@@ -311,7 +282,7 @@ impl Store for SqliteStore {
                         .bind(transition.approval.map(crate::codec::approval_name))
                         .bind(transition.decided_at.map(|t| t.timestamp_millis()))
                         .bind(transition.at.timestamp_millis())
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("updating a request", e))?
                         .rows_affected();
@@ -319,7 +290,7 @@ impl Store for SqliteStore {
                         // Dropping `tx` rolls back; nothing was written. Say why it did not apply.
                         let exists: i64 = sqlx::query_scalar(sql::REQUEST_EXISTS)
                             .bind(id.as_str())
-                            .fetch_one(&mut *conn)
+                            .fetch_one(batch.conn())
                             .await
                             .map_err(|e| backend("reading a request", e))?;
                         return Err(if exists == 0 {
@@ -330,7 +301,7 @@ impl Store for SqliteStore {
                     }
                     if let Some(decision) = &decision
                         && let Err(e) = bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
-                            .execute(&mut *conn)
+                            .execute(batch.conn())
                             .await
                     {
                         return Err(if is_unique_violation(&e) {
@@ -344,8 +315,8 @@ impl Store for SqliteStore {
                             backend("storing a decision", e)
                         });
                     }
-                    insert_outbox(&mut *conn, &transition.outbox).await?;
-                    append_events(&mut *conn, &transition.events).await?;
+                    insert_outbox(batch.conn(), &transition.outbox).await?;
+                    append_events(batch, &transition.events).await?;
                     Ok(())
                 })
             })
@@ -354,13 +325,11 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(|e| backend("starting a read", e))?;
+        // One statement: the requests and their decisions come from the same snapshot.
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
         q.push(sql::REQUEST_COLUMNS)
+            .push(", ")
+            .push(sql::SQLITE_DECISIONS_JSON)
             .push(" FROM requests WHERE 1 = 1");
         if let Some(state) = filter.state {
             q.push(" AND state = ").push_bind(state.as_str());
@@ -386,24 +355,14 @@ impl Store for SqliteStore {
             Order::NewestFirst => " ORDER BY id DESC LIMIT ",
         })
         .push_bind(sql::page_size(filter.limit, sql::MAX_REQUEST_PAGE));
-        let rows = q
-            .build()
-            .fetch_all(&mut *tx)
+        q.build()
+            .fetch_all(&self.pool)
             .await
             .map_err(|e| backend("listing requests", e))?
             .iter()
-            .map(RequestRow::read)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| backend("listing requests", e))?;
-        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
-        let mut decisions = load_decisions(&mut tx, &ids).await?;
-        tx.rollback()
-            .await
-            .map_err(|e| backend("ending a read", e))?;
-        rows.into_iter()
             .map(|row| {
-                let own = decisions.remove(&row.id).unwrap_or_default();
-                row.decode(own)
+                let (request, decisions) = read_request_with_decisions(row)?;
+                request.decode(decisions)
             })
             .collect()
     }
@@ -436,9 +395,9 @@ impl Store for SqliteStore {
         }
         let events = events.to_vec();
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
-                    append_events(&mut *conn, &events).await?;
+                    append_events(batch, &events).await?;
                     Ok(())
                 })
             })
@@ -504,11 +463,11 @@ impl Store for SqliteStore {
         // request cannot change between the check and the insert.
         let (grant, events, outbox) = (grant.clone(), events.to_vec(), outbox.to_vec());
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let current = sqlx::query(sql::REQUEST_STATE)
                         .bind(row.request_id.as_str())
-                        .fetch_optional(&mut *conn)
+                        .fetch_optional(batch.conn())
                         .await
                         .map_err(|e| backend("reading a request", e))?;
                     let Some(current) = current else {
@@ -524,13 +483,13 @@ impl Store for SqliteStore {
                         return Err(StoreError::Conflict);
                     }
                     if let Err(e) = bind_grant!(sqlx::query(sql::INSERT_GRANT), &row, single_use)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                     {
                         return Err(grant_refused(e, &grant));
                     }
-                    insert_outbox(&mut *conn, &outbox).await?;
-                    append_events(&mut *conn, &events).await?;
+                    insert_outbox(batch.conn(), &outbox).await?;
+                    append_events(batch, &events).await?;
                     Ok(())
                 })
             })
@@ -561,12 +520,12 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (jti, events) = (jti.to_owned(), events.to_vec());
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let changed = sqlx::query(sql::REVOKE_GRANT)
                         .bind(jti)
                         .bind(at.timestamp_millis())
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("revoking a grant", e))?
                         .rows_affected();
@@ -574,7 +533,7 @@ impl Store for SqliteStore {
                         // Unknown or already revoked: nothing changes, nothing is appended.
                         return Ok(false);
                     }
-                    append_events(&mut *conn, &events).await?;
+                    append_events(batch, &events).await?;
                     Ok(true)
                 })
             })
@@ -609,10 +568,10 @@ impl KeyStore for SqliteStore {
         let row = KeyRow::encode(key)?;
         let (kid, retire, events) = (key.kid.clone(), retire.to_vec(), events.to_vec());
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     if let Err(e) = bind_key!(sqlx::query(sql::INSERT_KEY), &row)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                     {
                         return Err(if is_unique_violation(&e) {
@@ -625,7 +584,7 @@ impl KeyStore for SqliteStore {
                         let changed = sqlx::query(sql::RETIRE_KEY)
                             .bind(kid.as_str())
                             .bind(until.timestamp_millis())
-                            .execute(&mut *conn)
+                            .execute(batch.conn())
                             .await
                             .map_err(|e| backend("retiring a signing key", e))?
                             .rows_affected();
@@ -634,7 +593,7 @@ impl KeyStore for SqliteStore {
                             return Err(StoreError::NotFound);
                         }
                     }
-                    append_events(&mut *conn, &events).await?;
+                    append_events(batch, &events).await?;
                     Ok(())
                 })
             })
@@ -666,12 +625,12 @@ impl OutboxStore for SqliteStore {
         // The write lock is held from the read to the commit: no other writer, in this
         // process or another, can take the same rows in between.
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let rows = sqlx::query(sql::DUE_DELIVERIES)
                         .bind(now.timestamp_millis())
                         .bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE))
-                        .fetch_all(&mut *conn)
+                        .fetch_all(batch.conn())
                         .await
                         .map_err(|e| backend("claiming deliveries", e))?;
                     let mut claimed = read_deliveries(&rows)?;
@@ -687,7 +646,7 @@ impl OutboxStore for SqliteStore {
                     }
                     q.push(")");
                     q.build()
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("claiming deliveries", e))?;
                     let until = countersign_core::time::from_millis(until).ok_or_else(|| {
@@ -712,7 +671,7 @@ impl OutboxStore for SqliteStore {
         let (state, next, error) = attempt_columns(outcome);
         let (id, error) = (id.to_owned(), error.map(str::to_owned));
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let changed = sqlx::query(sql::RECORD_ATTEMPT)
                         .bind(id.as_str())
@@ -720,14 +679,14 @@ impl OutboxStore for SqliteStore {
                         .bind(next)
                         .bind(error)
                         .bind(now.timestamp_millis())
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("recording a delivery attempt", e))?
                         .rows_affected();
                     if changed == 0 {
                         let exists: i64 = sqlx::query_scalar(sql::DELIVERY_EXISTS)
                             .bind(id.as_str())
-                            .fetch_one(&mut *conn)
+                            .fetch_one(batch.conn())
                             .await
                             .map_err(|e| backend("reading a delivery", e))?;
                         if exists == 0 {
@@ -775,12 +734,12 @@ impl OutboxStore for SqliteStore {
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let changed = sqlx::query(sql::RETRY_DELIVERY)
                         .bind(id)
                         .bind(now.timestamp_millis())
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("retrying a delivery", e))?
                         .rows_affected();
@@ -802,10 +761,10 @@ impl SessionStore for SqliteStore {
     async fn insert_login(&self, login: &LoginTransaction) -> Result<(), StoreError> {
         let row = LoginRow::encode(login);
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     if let Err(e) = bind_login!(sqlx::query(sql::INSERT_LOGIN), &row)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                     {
                         return Err(if is_unique_violation(&e) {
@@ -826,11 +785,11 @@ impl SessionStore for SqliteStore {
         // nothing.
         let state = state.to_owned();
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let row = sqlx::query(sql::TAKE_LOGIN)
                         .bind(state)
-                        .fetch_optional(&mut *conn)
+                        .fetch_optional(batch.conn())
                         .await
                         .map_err(|e| backend("taking a login", e))?;
                     let Some(row) = row else {
@@ -847,10 +806,10 @@ impl SessionStore for SqliteStore {
     async fn insert_session(&self, session: &WebSession) -> Result<(), StoreError> {
         let row = SessionRow::encode(session)?;
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     if let Err(e) = bind_session!(sqlx::query(sql::INSERT_SESSION), &row)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                     {
                         return Err(if is_unique_violation(&e) {
@@ -884,10 +843,10 @@ impl SessionStore for SqliteStore {
     async fn update_session(&self, session: &WebSession) -> Result<(), StoreError> {
         let row = SessionRow::encode(session)?;
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let changed = bind_session_update!(sqlx::query(sql::UPDATE_SESSION), &row)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("updating a session", e))?
                         .rows_affected();
@@ -905,11 +864,11 @@ impl SessionStore for SqliteStore {
     async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError> {
         let id_hash = id_hash.to_owned();
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let changed = sqlx::query(sql::DELETE_SESSION)
                         .bind(id_hash)
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("deleting a session", e))?
                         .rows_affected();
@@ -946,13 +905,13 @@ impl SessionStore for SqliteStore {
             (None, None) => return Ok(0),
         };
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let query = binds
                         .iter()
                         .fold(sqlx::query(statement), |q, value| q.bind(value.as_str()));
                     let deleted = query
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("deleting sessions", e))?
                         .rows_affected();
@@ -969,17 +928,17 @@ impl SessionStore for SqliteStore {
         sessions_idle_before: Timestamp,
     ) -> Result<u64, StoreError> {
         self.writer
-            .write(move |conn| {
+            .write(move |batch| {
                 Box::pin(async move {
                     let logins = sqlx::query(sql::PURGE_LOGINS)
                         .bind(logins_before.timestamp_millis())
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("purging logins", e))?
                         .rows_affected();
                     let sessions = sqlx::query(sql::PURGE_SESSIONS)
                         .bind(sessions_idle_before.timestamp_millis())
-                        .execute(&mut *conn)
+                        .execute(batch.conn())
                         .await
                         .map_err(|e| backend("purging sessions", e))?
                         .rows_affected();
