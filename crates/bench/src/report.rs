@@ -58,8 +58,21 @@ pub fn write(dir: &Path, o: &Options, results: &[Outcome]) -> anyhow::Result<Vec
             check(&format!("{} baseline", r.id), b, &[200]);
         }
     }
-    for id in ["S1", "S2", "S3", "S5"] {
-        if !results.iter().any(|r| r.id == id) {
+    let required: &[&str] = &[
+        "S1",
+        "S2",
+        "S3",
+        "S3p",
+        "S4 seed",
+        "S4 inbox",
+        "S4 get",
+        "S4 verify",
+        "S4 memory",
+        "S5",
+    ];
+    for id in required {
+        let scenario = id.split(' ').next().unwrap_or(id);
+        if o.runs(scenario) && !results.iter().any(|r| r.id == *id) {
             failures.push(format!("{id}: missing"));
         }
     }
@@ -78,6 +91,8 @@ pub fn write(dir: &Path, o: &Options, results: &[Outcome]) -> anyhow::Result<Vec
                 "target": r.target,
                 "met": r.met,
                 "steps": r.steps.iter().map(|(k, v)| (k.to_string(), stats_json(v))).collect::<serde_json::Map<_, _>>(),
+                "headline": r.headline,
+                "details": r.details.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect::<serde_json::Map<_, _>>(),
             })
         })
         .collect();
@@ -114,6 +129,14 @@ pub fn write(dir: &Path, o: &Options, results: &[Outcome]) -> anyhow::Result<Vec
         "| scenario | throughput /s | baseline /s | ratio | target | met? | p50 ms | p99 ms |\n",
     );
     md.push_str("|---|---:|---:|---:|---|---|---:|---:|\n");
+    // Latency columns of a result measured as a whole (S4's seed, verify, memory) stay empty.
+    let ms = |s: &Stats, q: f64| {
+        if s.hist.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.2}", s.pct_ms(q))
+        }
+    };
     for r in results {
         let (b, ratio) = match &r.baseline {
             Some((_, b)) => (
@@ -124,16 +147,22 @@ pub fn write(dir: &Path, o: &Options, results: &[Outcome]) -> anyhow::Result<Vec
         };
         let _ = writeln!(
             md,
-            "| {} {} | {:.0} | {} | {} | {} | {} | {:.2} | {:.2} |",
+            "| {} {} | {} | {} | {} | {} | {} | {} | {} |",
             r.id,
             r.what,
-            r.measured.throughput(),
+            r.headline
+                .clone()
+                .unwrap_or_else(|| format!("{:.0}", r.measured.throughput())),
             b,
             ratio,
             r.target,
-            if r.met { "yes" } else { "**no**" },
-            r.measured.pct_ms(0.5),
-            r.measured.pct_ms(0.99),
+            match r.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "–",
+            },
+            ms(&r.measured, 0.5),
+            ms(&r.measured, 0.99),
         );
     }
     for r in results.iter().filter(|r| !r.steps.is_empty()) {
@@ -149,6 +178,17 @@ pub fn write(dir: &Path, o: &Options, results: &[Outcome]) -> anyhow::Result<Vec
                 s.pct_ms(0.5),
                 s.pct_ms(0.99)
             );
+        }
+    }
+    for r in results.iter().filter(|r| !r.details.is_empty()) {
+        let _ = writeln!(md, "\n{} details:\n", r.id);
+        for (name, v) in &r.details {
+            let v = match v {
+                Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or_default()),
+                Value::String(s) => s.split_whitespace().collect::<Vec<_>>().join(" "),
+                other => other.to_string(),
+            };
+            let _ = writeln!(md, "- {name}: {v}");
         }
     }
     if !failures.is_empty() {

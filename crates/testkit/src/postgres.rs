@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster per test process, handing out fresh empty databases.
+//! A throwaway PostgreSQL cluster per test process, handing out fresh empty databases; and, for
+//! the benchmarks, clusters of their own with production durability settings.
 //!
 //! The cluster lives in a temporary folder and listens on a free loopback port with `trust`
 //! authentication. A guard process, started before the server and fed through a pipe only this
@@ -44,11 +45,20 @@ impl TestPostgres {
         static SHARED: OnceCell<TestPostgres> = OnceCell::const_new();
         SHARED
             .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(Self::start)
+                tokio::task::spawn_blocking(|| Self::start(false))
                     .await
                     .context("the PostgreSQL start was cancelled")?
             })
             .await
+    }
+
+    /// A cluster of the caller's own with durable settings (`fsync`, `synchronous_commit` and
+    /// `full_page_writes` on, as in production), for measurements where commit cost matters.
+    /// It is stopped and deleted when the value is dropped, or when the process exits.
+    pub async fn start_durable() -> anyhow::Result<TestPostgres> {
+        tokio::task::spawn_blocking(|| Self::start(true))
+            .await
+            .context("the PostgreSQL start was cancelled")?
     }
 
     /// Creates a fresh, empty database and returns its URL:
@@ -81,7 +91,7 @@ impl TestPostgres {
         fs::read_to_string(self.root.join("postgres.log")).unwrap_or_default()
     }
 
-    fn start() -> anyhow::Result<Self> {
+    fn start(durable: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let as_root = fs::metadata("/proc/self")
             .map(|meta| meta.uid() == 0)
@@ -124,15 +134,16 @@ impl TestPostgres {
             .append(true)
             .open(data.join("postgresql.conf"))
             .context("cannot open the test cluster's postgresql.conf")?;
+        let durability = if durable { "on" } else { "off" };
         writeln!(
             conf,
             "\n# countersign-testkit: a throwaway cluster\n\
              listen_addresses = '127.0.0.1'\n\
              unix_socket_directories = '{}'\n\
              max_connections = 200\n\
-             fsync = off\n\
-             synchronous_commit = off\n\
-             full_page_writes = off\n",
+             fsync = {durability}\n\
+             synchronous_commit = {durability}\n\
+             full_page_writes = {durability}\n",
             postgres.root.display()
         )?;
         drop(conf);
