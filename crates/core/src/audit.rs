@@ -4,7 +4,8 @@
 //! breaks the chain at a sequence number a verifier can name.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use crate::ids::{Digest, RequestId};
 use crate::principal::Identity;
@@ -108,18 +109,39 @@ impl AuditEvent {
         out
     }
 
-    /// The hash this event should carry, from its own fields.
+    /// The hash this event should carry, from its own fields: SHA-256 of the canonical JSON
+    /// of `{seq, at, actor: {issuer, subject}, action, request_id, digest, detail, prev_hash}`.
+    ///
+    /// The canonical text is written field by field in key order straight into one buffer
+    /// (no intermediate JSON value): verifying a long chain is mostly this function.
     pub fn compute_hash(&self) -> String {
-        crate::canonical::sha256_hex(&json!({
-            "seq": self.seq,
-            "at": rfc3339(&self.at),
-            "actor": {"issuer": self.actor.issuer, "subject": self.actor.subject},
-            "action": self.action,
-            "request_id": self.request_id.map(|id| id.to_string()),
-            "digest": self.digest.as_ref().map(ToString::to_string),
-            "detail": self.detail,
-            "prev_hash": self.prev_hash,
-        }))
+        use crate::canonical::{write, write_str};
+        let mut out = Vec::with_capacity(512);
+        let optional = |value: Option<String>, out: &mut Vec<u8>| match value {
+            Some(text) => write_str(&text, out),
+            None => out.extend_from_slice(b"null"),
+        };
+        // Keys in byte order: action, actor, at, detail, digest, prev_hash, request_id, seq.
+        out.extend_from_slice(b"{\"action\":");
+        write_str(&self.action, &mut out);
+        out.extend_from_slice(b",\"actor\":{\"issuer\":");
+        write_str(&self.actor.issuer, &mut out);
+        out.extend_from_slice(b",\"subject\":");
+        write_str(&self.actor.subject, &mut out);
+        out.extend_from_slice(b"},\"at\":");
+        write_str(&rfc3339(&self.at), &mut out);
+        out.extend_from_slice(b",\"detail\":");
+        write(&self.detail, &mut out);
+        out.extend_from_slice(b",\"digest\":");
+        optional(self.digest.as_ref().map(ToString::to_string), &mut out);
+        out.extend_from_slice(b",\"prev_hash\":");
+        write_str(&self.prev_hash, &mut out);
+        out.extend_from_slice(b",\"request_id\":");
+        optional(self.request_id.map(|id| id.to_string()), &mut out);
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        out.push(b'}');
+        hex::encode(Sha256::digest(&out))
     }
 }
 
@@ -168,6 +190,12 @@ impl ChainVerifier {
 
     /// Checks the next event.
     pub fn push(&mut self, event: &AuditEvent) -> Result<(), ChainBreak> {
+        self.push_hashed(event, &event.compute_hash())
+    }
+
+    /// Checks the next event, given the hash recomputed from its content
+    /// ([`AuditEvent::compute_hash`]), e.g. on another thread.
+    pub fn push_hashed(&mut self, event: &AuditEvent, computed: &str) -> Result<(), ChainBreak> {
         let fail = |reason: String| {
             Err(ChainBreak {
                 seq: event.seq,
@@ -194,7 +222,7 @@ impl ChainVerifier {
         if event.prev_hash != self.prev_hash {
             return fail("prev_hash does not match the hash of the previous event".into());
         }
-        if event.compute_hash() != event.hash {
+        if computed != event.hash {
             return fail("the event's content does not match its hash (edited)".into());
         }
         self.expected_seq += 1;
@@ -227,7 +255,59 @@ pub fn verify_chain<'a>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
     use super::*;
+
+    /// The hash as first defined: the canonical form of a JSON envelope. Chains written before
+    /// `compute_hash` was streamed must still verify, so the two must agree byte for byte.
+    fn reference_hash(e: &AuditEvent) -> String {
+        crate::canonical::sha256_hex(&json!({
+            "seq": e.seq,
+            "at": rfc3339(&e.at),
+            "actor": {"issuer": e.actor.issuer, "subject": e.actor.subject},
+            "action": e.action,
+            "request_id": e.request_id.map(|id| id.to_string()),
+            "digest": e.digest.as_ref().map(ToString::to_string),
+            "detail": e.detail,
+            "prev_hash": e.prev_hash,
+        }))
+    }
+
+    proptest! {
+        #[test]
+        fn streamed_hash_equals_the_reference(
+            seq in 1_i64..i64::MAX,
+            millis in 0_i64..4_000_000_000_000,
+            issuer in any::<String>(),
+            subject in "\\PC{0,30}",
+            action in any::<String>(),
+            key in any::<String>(),
+            text in any::<String>(),
+            number in any::<f64>(),
+            with_request in any::<bool>(),
+        ) {
+            let detail = json!({
+                key.clone(): text,
+                "n": number,
+                "list": [1, -2, true, null, {"z": 1, "a": [key]}],
+            });
+            let request = with_request.then(|| "req_01HZY3G6Q7X8V9W0A1B2C3D4E5".parse().unwrap());
+            let event = AuditEvent {
+                seq,
+                at: crate::time::from_millis(millis).unwrap(),
+                actor: Actor { issuer, subject },
+                action,
+                request_id: request,
+                digest: with_request.then(|| Digest::from_bytes([7; 32])),
+                detail,
+                prev_hash: GENESIS_HASH.to_string(),
+                hash: String::new(),
+            };
+            prop_assert_eq!(event.compute_hash(), reference_hash(&event));
+        }
+    }
 
     fn chain(n: i64) -> Vec<AuditEvent> {
         let mut out: Vec<AuditEvent> = Vec::new();

@@ -7,44 +7,70 @@ use sha2::{Digest as _, Sha256};
 
 /// Writes `value` canonically.
 pub fn to_string(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     write(value, &mut out);
-    out
+    // Only JSON text (valid UTF-8) was written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// SHA-256 of the canonical form, lowercase hex.
 pub fn sha256_hex(value: &Value) -> String {
-    hex::encode(Sha256::digest(to_string(value).as_bytes()))
+    let mut out = Vec::new();
+    write(value, &mut out);
+    hex::encode(Sha256::digest(&out))
 }
 
-fn write(value: &Value, out: &mut String) {
+/// Appends the canonical form of `value` to `out`.
+pub fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            out.push(b'{');
+            // Maps usually iterate in key order already; sort only when they do not.
+            if map.keys().is_sorted() {
+                for (i, (key, item)) in map.iter().enumerate() {
+                    entry(i, key, item, out);
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write(&map[key], out);
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    entry(i, key, item, out);
+                }
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        scalar => scalar_into(scalar, out),
     }
+}
+
+/// Appends a string as a JSON string literal (escaped exactly as `serde_json` does).
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and a string always serializes.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn entry(i: usize, key: &str, item: &Value, out: &mut Vec<u8>) {
+    if i > 0 {
+        out.push(b',');
+    }
+    write_str(key, out);
+    out.push(b':');
+    write(item, out);
+}
+
+fn scalar_into(scalar: &Value, out: &mut Vec<u8>) {
+    // The same text as `scalar.to_string()`, without the intermediate String.
+    let _ = serde_json::to_writer(&mut *out, scalar);
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ mod sqlite;
 
 use std::sync::Arc;
 
-use countersign_core::audit::ChainVerifier;
+use countersign_core::audit::{AuditEvent, ChainVerifier};
 use countersign_core::ports::AuditQuery;
 
 pub use countersign_core::ports::{LoginTransaction, WebSession};
@@ -122,17 +122,20 @@ async fn check_head(store: &dyn Store, verifier: &ChainVerifier) -> Result<u64, 
 /// reported as a break at the first sequence number not yet verified. Events deleted from the
 /// end are caught by comparing the last event with the chain head the store keeps apart.
 pub async fn verify_audit(store: &dyn Store) -> Result<u64, ChainBreak> {
+    let page_of = |after_seq: i64, limit: u32| AuditQuery {
+        request_id: None,
+        after_seq,
+        limit,
+    };
     let mut verifier = ChainVerifier::new();
     let mut after_seq = 0_i64;
     let mut limit = VERIFY_PAGE;
+    let mut prefetched = None;
     loop {
-        let page = store
-            .audit_events(&AuditQuery {
-                request_id: None,
-                after_seq,
-                limit,
-            })
-            .await;
+        let page = match prefetched.take() {
+            Some(page) => page,
+            None => store.audit_events(&page_of(after_seq, limit)).await,
+        };
         let page = match page {
             Ok(page) => page,
             // Some event in this page could not be read: step through it one event at a time
@@ -152,10 +155,53 @@ pub async fn verify_audit(store: &dyn Store) -> Result<u64, ChainBreak> {
             return check_head(store, &verifier).await;
         };
         let last_seq = last.seq;
-        for event in &page {
-            verifier.push(event)?;
+        // Read the next page while this one is hashed (the database works on its own thread).
+        let hashes = if limit == VERIFY_PAGE {
+            let next_query = page_of(last_seq, VERIFY_PAGE);
+            let (next, hashes) = tokio::join!(store.audit_events(&next_query), async {
+                recompute_hashes(&page)
+            });
+            prefetched = Some(next);
+            hashes
+        } else {
+            recompute_hashes(&page)
+        };
+        for (event, hash) in page.iter().zip(&hashes) {
+            verifier.push_hashed(event, hash)?;
         }
         after_seq = last_seq;
         limit = VERIFY_PAGE;
     }
+}
+
+/// Each event's hash recomputed from its content, on as many threads as there are cores: an
+/// event's hash depends only on its own row (its stored `prev_hash` included), so only the
+/// linking, done afterwards in order, is sequential.
+fn recompute_hashes(page: &[AuditEvent]) -> Vec<String> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(8);
+    if threads < 2 || page.len() < 256 {
+        return page.iter().map(AuditEvent::compute_hash).collect();
+    }
+    let chunk = page.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = page
+            .chunks(chunk)
+            .map(|part| {
+                let len = part.len();
+                let hashing =
+                    scope.spawn(move || part.iter().map(AuditEvent::compute_hash).collect());
+                (len, hashing)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|(len, hashing)| {
+                // Hashing does not panic; if it did, empty hashes fail verification (one per
+                // event: none is skipped).
+                hashing.join().unwrap_or_else(|_| vec![String::new(); len])
+            })
+            .collect()
+    })
 }
