@@ -54,7 +54,7 @@ pub(crate) struct DecisionRow {
 }
 
 /// The columns of `audit_events`, in the order of [`crate::sql::INSERT_EVENT`].
-#[derive(Debug)]
+#[derive(Debug, serde::Deserialize)]
 pub(crate) struct EventRow {
     pub seq: i64,
     pub at: i64,

@@ -145,6 +145,38 @@ pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = concat!(
     " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
 );
 
+/// SQLite: the rows of a page of events as one JSON array of objects named like
+/// [`crate::codec::EventRow`]'s fields: one row to hand over from the database thread instead
+/// of one per event. (Not ordered inside the aggregate, which would sort the page again in a
+/// temporary b-tree; the reader sorts by `seq`.) `{page}` is [`SELECT_EVENTS`] or
+/// [`SELECT_EVENTS_OF_REQUEST`].
+macro_rules! sqlite_events_json {
+    ($page:expr) => {
+        concat!(
+            "SELECT json_group_array(json_object('seq', seq, 'at', at, \
+             'actor_issuer', actor_issuer, 'actor_subject', actor_subject, 'action', action, \
+             'request_id', request_id, 'digest', digest, 'detail', detail, \
+             'prev_hash', prev_hash, 'hash', hash)) FROM (",
+            $page,
+            ")"
+        )
+    };
+}
+
+/// See [`sqlite_events_json`].
+pub(crate) const SQLITE_EVENTS_JSON: &str = sqlite_events_json!(concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+));
+
+/// See [`sqlite_events_json`].
+pub(crate) const SQLITE_EVENTS_OF_REQUEST_JSON: &str = sqlite_events_json!(concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
+));
+
 /// The request's state and version, to check before issuing a grant (SQLite, inside its write
 /// lock; PostgreSQL locks the row with `FOR UPDATE`).
 pub(crate) const REQUEST_STATE: &str = "SELECT state, version FROM requests WHERE id = $1";
