@@ -1,5 +1,8 @@
 //! M2: rule evaluation and approval matching for a gate with 5 rules and 10 decisions, and
 //! authorizing + applying one more decision. Target: ≤ 20 µs each.
+//!
+//! Inbox: the eligibility check of an approver's listing over 100 pending requests, with
+//! requester and approver tokens carrying a realistic set of claims.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -7,7 +10,7 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use countersign_core::gate::{APPROVER_VARIABLES, GrantSpec, REQUESTER_VARIABLES, Requirement};
-use countersign_core::policy::{approver_checks, authorize_decision, decide, evaluate};
+use countersign_core::policy::{Approver, approver_checks, authorize_decision, decide, evaluate};
 use countersign_core::{Condition, Gate, Principal, Request, Rule, State, Timestamp, Verdict};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -112,6 +115,38 @@ fn with_ten_decisions(g: &Gate) -> Request {
     r
 }
 
+/// A principal whose token carried the claims a typical provider sends.
+fn with_claims(mut p: Principal) -> Principal {
+    let claims = serde_json::json!({
+        "iss": "https://idp.example.com", "sub": p.identity.subject, "aud": ["countersign"],
+        "exp": 1_800_003_600u64, "iat": 1_800_000_000u64, "auth_time": 1_800_000_000u64,
+        "nonce": "n-0S6_WzA2Mj", "at_hash": "MTIzNDU2Nzg5MDEyMzQ1Ng", "sid": "08a5019c-17e1-4977",
+        "email": p.email, "email_verified": true, "name": "Some Person",
+        "preferred_username": p.identity.subject, "given_name": "Some", "family_name": "Person",
+        "locale": "en-GB", "zoneinfo": "Europe/London", "amr": ["pwd", "mfa"], "acr": "urn:mfa",
+        "groups": p.groups, "department": "engineering", "cost_center": "cc-1234",
+    });
+    p.claims = claims.as_object().unwrap().clone();
+    p
+}
+
+/// 100 pending requests by ten requesters, each with up to two approvals already.
+fn inbox(g: &Gate) -> Vec<Request> {
+    (0..100)
+        .map(|i| {
+            let requester = with_claims(person(&format!("dev{}", i % 10), &["dev", "oncall"]));
+            let mut r = request(&requester);
+            for j in 0..i % 3 {
+                let permit =
+                    authorize_decision(g, &r, &approver(j), Verdict::Approve, now()).unwrap();
+                let digest = r.digest.clone();
+                r = decide(g, &r, permit, &digest, None).unwrap().request;
+            }
+            r
+        })
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let g = gate();
     let r = with_ten_decisions(&g);
@@ -135,6 +170,30 @@ fn bench(c: &mut Criterion) {
             )
             .unwrap();
             decide(&g, &r, permit, &r.digest, Some("lgtm".into())).unwrap()
+        })
+    });
+
+    let pending = inbox(&g);
+    let me = with_claims(person("zed", &TEAMS));
+    c.bench_function("inbox/authorize_each_of_100", |b| {
+        b.iter(|| {
+            pending
+                .iter()
+                .filter(|r| {
+                    authorize_decision(&g, black_box(r), black_box(&me), Verdict::Approve, now())
+                        .is_ok()
+                })
+                .count()
+        })
+    });
+    // What the inbox does: the approver prepared once, then each request checked.
+    c.bench_function("inbox/prepared_approver_100", |b| {
+        b.iter(|| {
+            let prepared = Approver::new(black_box(&me), now());
+            pending
+                .iter()
+                .filter(|r| prepared.may_approve(&g, black_box(r)))
+                .count()
         })
     });
 }

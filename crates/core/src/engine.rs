@@ -33,6 +33,12 @@ pub const MAX_REASON: usize = 2000;
 pub const MAX_COMMENT: usize = 2000;
 /// Longest ticket reference accepted, in characters.
 pub const MAX_TICKET: usize = 200;
+/// Most rows one page of [`Engine::list`] reads before it stops and returns a cursor.
+const LIST_SCAN_ROWS: u32 = 2000;
+/// Largest batch [`Engine::list`] asks the store for after the first.
+const LIST_BATCH_MAX: u32 = 100;
+/// Smallest batch [`Engine::list`] asks the store for after the first.
+const LIST_BATCH_MIN: u32 = 20;
 
 /// What a requester asks for.
 #[derive(Clone, Debug, Default)]
@@ -360,22 +366,18 @@ impl Engine {
     }
 
     fn may_view(&self, who: &Principal, request: &Request) -> bool {
-        if request.requester.same_person_as(who)
-            || request
-                .decisions
-                .iter()
-                .any(|d| d.approver.identity == who.identity)
+        took_part(who, request)
             || self.is_audit_reader(who)
-        {
-            return true;
-        }
+            || self.may_view_as_approver(&policy::Approver::new(who, self.clock.now()), request)
+    }
+
+    /// Whether `who` is eligible for one of the request's rules now (and so may see it).
+    fn may_view_as_approver(&self, who: &policy::Approver<'_>, request: &Request) -> bool {
         let Some(gate) = self.gates.get(&request.gate) else {
             return false;
         };
-        who.kind == PrincipalKind::Human
-            && policy::approver_checks(gate, request, who, self.clock.now())
-                .iter()
-                .any(|c| c.eligible)
+        who.principal().kind == PrincipalKind::Human
+            && who.checks(gate, request).iter().any(|c| c.eligible)
     }
 
     /// Records a refused operator action (an authorization failure outside a request).
@@ -417,10 +419,14 @@ impl Engine {
 
     /// Whether `who` could decide `request` right now (the inbox test).
     pub fn can_decide_now(&self, who: &Principal, request: &Request) -> bool {
-        let Some(gate) = self.gates.get(&request.gate) else {
-            return false;
-        };
-        policy::authorize_decision(gate, request, who, Verdict::Approve, self.clock.now()).is_ok()
+        self.may_approve(&policy::Approver::new(who, self.clock.now()), request)
+    }
+
+    /// [`Self::can_decide_now`] for an approver prepared once (the inbox checks many requests).
+    fn may_approve(&self, who: &policy::Approver<'_>, request: &Request) -> bool {
+        self.gates
+            .get(&request.gate)
+            .is_some_and(|gate| who.may_approve(gate, request))
     }
 
     /// Approves or rejects. The digest must be the one the approver was shown.
@@ -698,13 +704,12 @@ impl Engine {
             requester: None,
             after: query.cursor,
             order: Order::OldestFirst,
-            limit: 100,
+            limit,
         };
         match query.role {
             Some(Role::Requester) => {
                 filter.requester = Some(who.identity.clone());
                 filter.order = Order::NewestFirst;
-                filter.limit = limit;
             }
             Some(Role::Approver) => {
                 if query.state.is_some_and(|s| s != State::Pending) {
@@ -717,17 +722,33 @@ impl Engine {
             }
             None => filter.order = Order::NewestFirst,
         }
+        // The caller's condition value, the time and the audit reader role are the same for
+        // every request of the page: work them out once.
+        let viewer = policy::Approver::new(who, self.clock.now());
+        let audit_reader = query.role.is_none() && self.is_audit_reader(who);
         let mut items = Vec::new();
-        // Filtering happens after reading, so scan a bounded number of batches per page.
-        for _ in 0..20 {
+        // Filtering happens after reading, so scan a bounded number of rows per page. Batches
+        // are sized to what the page still needs (rows are not cheap to read and decode), so
+        // where the end of the scan, and so the cursor, falls does not depend on them.
+        let mut budget = LIST_SCAN_ROWS;
+        let mut scanned = 0u32;
+        while budget > 0 {
+            filter.limit = filter.limit.min(budget);
             let batch = self.store.list_requests(&filter).await?;
             let exhausted = (batch.len() as u32) < filter.limit;
+            budget -= filter.limit;
+            let kept_before = items.len() as u32;
             for request in batch {
+                scanned += 1;
                 filter.after = Some(request.id);
                 let keep = match query.role {
                     Some(Role::Requester) => true,
-                    Some(Role::Approver) => self.can_decide_now(who, &request),
-                    None => self.may_view(who, &request),
+                    Some(Role::Approver) => self.may_approve(&viewer, &request),
+                    None => {
+                        took_part(who, &request)
+                            || audit_reader
+                            || self.may_view_as_approver(&viewer, &request)
+                    }
                 };
                 if keep {
                     items.push(request);
@@ -745,6 +766,14 @@ impl Engine {
                     next_cursor: None,
                 });
             }
+            let kept = items.len() as u32;
+            filter.limit = next_batch(
+                limit - kept,
+                kept,
+                scanned,
+                filter.limit,
+                kept - kept_before,
+            );
         }
         Ok(Page {
             items,
@@ -1073,6 +1102,36 @@ fn applied(mut request: Request, transition: &Transition) -> Request {
     request
 }
 
+/// Whether `who` made the request (under any identity of theirs) or decided it.
+fn took_part(who: &Principal, request: &Request) -> bool {
+    request.requester.same_person_as(who)
+        || request
+            .decisions
+            .iter()
+            .any(|d| d.approver.identity == who.identity)
+}
+
+/// The size of the next batch a listing reads, when `wanted` more items are needed, `kept` of
+/// the `scanned` rows so far passed the filter, and the batch just read was `last` rows long
+/// and added `last_kept` of them: what the rate so far says the page still needs, with a
+/// quarter more for luck; at least `wanted` and [`LIST_BATCH_MIN`], and at least twice `last`
+/// after a batch that added nothing (so a long run of hidden rows costs few reads); at most
+/// [`LIST_BATCH_MAX`] (or `wanted`, when that is more).
+fn next_batch(wanted: u32, kept: u32, scanned: u32, last: u32, last_kept: u32) -> u32 {
+    let estimate = if kept == 0 {
+        u64::from(scanned) * 2
+    } else {
+        u64::from(wanted) * u64::from(scanned) / u64::from(kept)
+    };
+    let estimate = u32::try_from(estimate + estimate / 4).unwrap_or(u32::MAX);
+    let most = LIST_BATCH_MAX.max(wanted);
+    let mut least = wanted.max(LIST_BATCH_MIN);
+    if last_kept == 0 {
+        least = least.max(last.saturating_mul(2));
+    }
+    estimate.clamp(least.min(most), most)
+}
+
 /// Validates supplied parameters against the gate: no unknown names, every required one
 /// present, each value of its type.
 fn validate_params(
@@ -1165,4 +1224,27 @@ fn clip(text: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_batches_follow_what_the_page_still_needs() {
+        // Everything kept so far: what is missing and a little more, but not a trickle.
+        assert_eq!(next_batch(10, 40, 40, 50, 40), 20);
+        assert_eq!(next_batch(30, 20, 20, 50, 20), 37);
+        // Half kept: twice what is missing, and a quarter more.
+        assert_eq!(next_batch(25, 25, 50, 50, 25), 62);
+        // Nothing kept yet, or a rare match: bounded.
+        assert_eq!(next_batch(50, 0, 50, 50, 0), LIST_BATCH_MAX);
+        assert_eq!(next_batch(49, 1, 1900, 100, 0), LIST_BATCH_MAX);
+        // A batch that added nothing: the next one is at least twice as long.
+        assert_eq!(next_batch(1, 49, 70, 20, 0), 40);
+        assert_eq!(next_batch(1, 49, 110, 40, 0), 80);
+        // Never less than what is missing, even above the usual bound.
+        assert_eq!(next_batch(150, 50, 50, 200, 50), 150);
+        assert_eq!(next_batch(199, 1, 1, 200, 1), 199);
+    }
 }

@@ -44,25 +44,74 @@ pub fn approver_checks(
     approver: &Principal,
     now: Timestamp,
 ) -> Vec<RuleCheck> {
-    let approver_value = approver.to_condition_value();
-    let request_value = request.to_condition_value();
-    let now_v = now_value(&now);
-    // Converted into CEL values once, not once per rule.
-    let bindings = Bindings::new(&[
-        ("approver", &approver_value),
-        ("request", &request_value),
-        ("now", &now_v),
-    ]);
-    gate.rules
-        .iter()
-        .map(|rule| {
-            let r = rule.approvers.evaluate_with(&bindings);
-            if let Some(e) = &r.error {
-                tracing::warn!(gate = %gate.name, rule = %rule.name, error = %e, "approver condition failed to evaluate; counted as false");
-            }
-            RuleCheck { rule: rule.name.clone(), stage: rule.stage, eligible: r.value, error: r.error }
-        })
-        .collect()
+    Approver::new(approver, now).checks(gate, request)
+}
+
+/// An approver at one moment, prepared for checking many requests (an inbox listing): the
+/// value conditions see as `approver` (with every claim) and `now` are built once, not once
+/// per request.
+#[derive(Debug)]
+pub struct Approver<'p> {
+    principal: &'p Principal,
+    value: Value,
+    now: Timestamp,
+    now_value: Value,
+}
+
+impl<'p> Approver<'p> {
+    /// Prepares `principal`, with its claims as they are now, for checks at `now`.
+    pub fn new(principal: &'p Principal, now: Timestamp) -> Self {
+        Self {
+            principal,
+            value: principal.to_condition_value(),
+            now,
+            now_value: now_value(&now),
+        }
+    }
+
+    /// The approver.
+    pub fn principal(&self) -> &'p Principal {
+        self.principal
+    }
+
+    /// The moment the checks are made at.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Every rule's `approvers` condition on `request`: see [`approver_checks`].
+    pub fn checks(&self, gate: &Gate, request: &Request) -> Vec<RuleCheck> {
+        let request_value = request.to_condition_value();
+        // Converted into CEL values once per request, not once per rule.
+        let bindings = Bindings::new(&[
+            ("approver", &self.value),
+            ("request", &request_value),
+            ("now", &self.now_value),
+        ]);
+        gate.rules
+            .iter()
+            .map(|rule| {
+                let r = rule.approvers.evaluate_with(&bindings);
+                if let Some(e) = &r.error {
+                    tracing::warn!(gate = %gate.name, rule = %rule.name, error = %e, "approver condition failed to evaluate; counted as false");
+                }
+                RuleCheck { rule: rule.name.clone(), stage: rule.stage, eligible: r.value, error: r.error }
+            })
+            .collect()
+    }
+
+    /// Whether [`authorize_decision`] would admit this approver's approval of `request` now
+    /// (the inbox test): the same checks in the same order, without building a permit.
+    pub fn may_approve(&self, gate: &Gate, request: &Request) -> bool {
+        if precheck(request, self.principal, self.now).is_err() {
+            return false;
+        }
+        let checks = self.checks(gate, request);
+        checks.iter().any(|c| c.eligible)
+            && counting(gate, request, Verdict::Approve, &checks)
+                .next()
+                .is_some()
+    }
 }
 
 /// Whether `principal` may request on `gate` with the given request content (the value
@@ -359,39 +408,11 @@ pub fn authorize_decision(
     verdict: Verdict,
     now: Timestamp,
 ) -> Result<DecisionPermit, (Refusal, Vec<RuleCheck>)> {
-    if approver.kind == PrincipalKind::Workload {
-        return Err((Refusal::WorkloadCannotDecide, Vec::new()));
-    }
-    if request.requester.same_person_as(approver) {
-        return Err((Refusal::SelfApproval, Vec::new()));
-    }
-    let state = effective_state(request, now);
-    if state != State::Pending {
-        return Err((Refusal::NotPending(state), Vec::new()));
-    }
-    if request
-        .decisions
-        .iter()
-        .any(|d| d.approver.same_person_as(approver))
-    {
-        return Err((Refusal::AlreadyDecided, Vec::new()));
-    }
-    let checks = approver_checks(gate, request, approver, now);
-    let eligible_rules: Vec<String> = match verdict {
-        Verdict::Reject => checks
-            .iter()
-            .filter(|c| c.eligible)
-            .map(|c| c.rule.clone())
-            .collect(),
-        Verdict::Approve => {
-            let current = evaluate(&gate.rules, &request.decisions).current_stage();
-            checks
-                .iter()
-                .filter(|c| c.eligible && current.is_none_or(|s| c.stage <= s))
-                .map(|c| c.rule.clone())
-                .collect()
-        }
-    };
+    precheck(request, approver, now).map_err(|refusal| (refusal, Vec::new()))?;
+    let checks = Approver::new(approver, now).checks(gate, request);
+    let eligible_rules: Vec<String> = counting(gate, request, verdict, &checks)
+        .map(|c| c.rule.clone())
+        .collect();
     if eligible_rules.is_empty() {
         let later_stage = checks.iter().any(|c| c.eligible);
         return Err((Refusal::NotEligible { later_stage }, checks));
@@ -404,6 +425,46 @@ pub fn authorize_decision(
         expected_version: request.version,
         now,
     })
+}
+
+/// The checks that come before eligibility: workload, self-approval, state (with expiry
+/// evaluated now), one decision per person.
+fn precheck(request: &Request, approver: &Principal, now: Timestamp) -> Result<(), Refusal> {
+    if approver.kind == PrincipalKind::Workload {
+        return Err(Refusal::WorkloadCannotDecide);
+    }
+    if request.requester.same_person_as(approver) {
+        return Err(Refusal::SelfApproval);
+    }
+    let state = effective_state(request, now);
+    if state != State::Pending {
+        return Err(Refusal::NotPending(state));
+    }
+    if request
+        .decisions
+        .iter()
+        .any(|d| d.approver.same_person_as(approver))
+    {
+        return Err(Refusal::AlreadyDecided);
+    }
+    Ok(())
+}
+
+/// The eligible rules a `verdict` counts toward: a rejection, every one; an approval, those
+/// whose stage is open.
+fn counting<'c>(
+    gate: &Gate,
+    request: &Request,
+    verdict: Verdict,
+    checks: &'c [RuleCheck],
+) -> impl Iterator<Item = &'c RuleCheck> {
+    let current = match verdict {
+        Verdict::Reject => None,
+        Verdict::Approve => evaluate(&gate.rules, &request.decisions).current_stage(),
+    };
+    checks
+        .iter()
+        .filter(move |c| c.eligible && current.is_none_or(|s| c.stage <= s))
 }
 
 /// The state a request is in at `now`: a pending request past its expiry is expired, whether

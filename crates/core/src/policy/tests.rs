@@ -275,6 +275,66 @@ fn a_failing_condition_counts_as_not_eligible() {
     assert!(checks[0].error.is_some());
 }
 
+#[test]
+fn a_prepared_approver_answers_as_authorize_decision_does() {
+    let mut g = gate(vec![
+        rule("lead", "lead", 1, 1),
+        rule("sre", "sre", 2, 1),
+        rule("cab", "cab", 1, 2),
+    ]);
+    g.rules[1].approvers = Condition::compile(
+        r#""sre" in approver.groups && approver.claims.oncall == true"#,
+        APPROVER_VARIABLES,
+    )
+    .unwrap();
+    let alice = person("alice", &["dev"]);
+    let fresh = request(&alice);
+    let led = act(&g, &fresh, &person("lead1", &["lead"]), Verdict::Approve).unwrap();
+    let mut bot = person("bot", &["lead"]);
+    bot.kind = PrincipalKind::Workload;
+    let mut alias = person("alice2", &["lead"]);
+    alias.email = Some("alice@example.com".into());
+    let mut oncall = person("sam", &["sre"]);
+    oncall.claims.insert("oncall".into(), Value::Bool(true));
+    let people = [
+        person("lead2", &["lead"]),
+        person("lead1", &["lead"]),
+        person("cab1", &["cab"]),
+        person("sid", &["sre"]),
+        oncall,
+        person("mallory", &["dev"]),
+        bot,
+        alias,
+    ];
+    let t1 = t0() + chrono::Duration::minutes(1);
+    for now in [t1, fresh.expires_at] {
+        for r in [&fresh, &led] {
+            for who in &people {
+                let prepared = Approver::new(who, now);
+                assert_eq!(
+                    prepared.may_approve(&g, r),
+                    authorize_decision(&g, r, who, Verdict::Approve, now).is_ok(),
+                    "{} at {now} with {} decisions",
+                    who.identity,
+                    r.decisions.len()
+                );
+                assert_eq!(
+                    prepared.checks(&g, r),
+                    approver_checks(&g, r, who, now),
+                    "{}",
+                    who.identity
+                );
+            }
+        }
+    }
+    // The same prepared approver serves several requests.
+    let carol = person("carol", &["lead", "cab"]);
+    let prepared = Approver::new(&carol, t1);
+    assert!(prepared.may_approve(&g, &fresh));
+    assert!(prepared.may_approve(&g, &led));
+    assert!(!prepared.may_approve(&g, &request(&carol)));
+}
+
 // ---- properties of the matching ----
 
 fn rules_strategy() -> impl Strategy<Value = Vec<(u32, u32)>> {
