@@ -3,7 +3,7 @@
 //! domain never sees an unverified claim.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::time::Timestamp;
 
@@ -110,16 +110,34 @@ impl Principal {
 
     /// The value conditions see as `principal`, `approver` or `request.requester`.
     pub fn to_condition_value(&self) -> Value {
-        json!({
-            "issuer": self.identity.issuer,
-            "subject": self.identity.subject,
-            "kind": self.kind.as_str(),
-            "name": self.name.clone().unwrap_or_default(),
-            "email": self.email.clone().unwrap_or_default(),
-            "groups": self.groups,
-            "claims": Value::Object(self.claims.clone()),
-            "actor": self.actor.as_ref().map(|a| json!({"issuer": a.issuer, "subject": a.subject})),
-        })
+        // Built directly rather than with `json!`, which would serialize the claims (already
+        // a JSON value) into a second copy: this runs for every condition check.
+        let string = |s: &str| Value::String(s.to_owned());
+        let mut value = Map::new();
+        value.insert("issuer".into(), string(&self.identity.issuer));
+        value.insert("subject".into(), string(&self.identity.subject));
+        value.insert("kind".into(), string(self.kind.as_str()));
+        value.insert(
+            "name".into(),
+            string(self.name.as_deref().unwrap_or_default()),
+        );
+        value.insert(
+            "email".into(),
+            string(self.email.as_deref().unwrap_or_default()),
+        );
+        value.insert(
+            "groups".into(),
+            Value::Array(self.groups.iter().map(|g| string(g)).collect()),
+        );
+        value.insert("claims".into(), Value::Object(self.claims.clone()));
+        let actor = self.actor.as_ref().map_or(Value::Null, |a| {
+            let mut actor = Map::new();
+            actor.insert("issuer".into(), string(&a.issuer));
+            actor.insert("subject".into(), string(&a.subject));
+            Value::Object(actor)
+        });
+        value.insert("actor".into(), actor);
+        Value::Object(value)
     }
 
     /// A shortened copy kept with a decision: identity, kind, name and e-mail, no claims.
@@ -139,7 +157,34 @@ impl Principal {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    /// The condition value is exactly what the `json!` form it replaced made.
+    #[test]
+    fn condition_value_is_the_json_form() {
+        let mut p = Principal::human("https://idp.example", "alice");
+        p.name = Some("Alice".into());
+        p.groups = vec!["sre".into(), "dev".into()];
+        p.claims.insert("team".into(), json!("payments"));
+        p.claims
+            .insert("nested".into(), json!({"a": [1, -2, 1.5, null, true]}));
+        p.actor = Some(Identity::new("https://ci.example", "run-1"));
+        for p in [p.clone(), Principal::human("https://idp.example", "bob")] {
+            let expected = json!({
+                "issuer": p.identity.issuer,
+                "subject": p.identity.subject,
+                "kind": p.kind.as_str(),
+                "name": p.name.clone().unwrap_or_default(),
+                "email": p.email.clone().unwrap_or_default(),
+                "groups": p.groups,
+                "claims": Value::Object(p.claims.clone()),
+                "actor": p.actor.as_ref().map(|a| json!({"issuer": a.issuer, "subject": a.subject})),
+            });
+            assert_eq!(p.to_condition_value(), expected);
+        }
+    }
 
     #[test]
     fn same_person_rules() {

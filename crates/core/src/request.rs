@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::ids::{Digest, RequestId};
 use crate::principal::Principal;
@@ -201,14 +201,24 @@ pub fn content_value(
     duration_secs: i64,
     requester: &Principal,
 ) -> Value {
-    json!({
-        "gate": gate,
-        "params": params,
-        "reason": reason.unwrap_or_default(),
-        "ticket": ticket.unwrap_or_default(),
-        "duration_seconds": duration_secs,
-        "requester": requester.to_condition_value(),
-    })
+    // Built directly: `json!` would serialize the requester's value (claims and all) again.
+    let mut value = Map::new();
+    value.insert("gate".into(), Value::String(gate.to_owned()));
+    value.insert(
+        "params".into(),
+        Value::Object(params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+    );
+    value.insert(
+        "reason".into(),
+        Value::String(reason.unwrap_or_default().to_owned()),
+    );
+    value.insert(
+        "ticket".into(),
+        Value::String(ticket.unwrap_or_default().to_owned()),
+    );
+    value.insert("duration_seconds".into(), Value::from(duration_secs));
+    value.insert("requester".into(), requester.to_condition_value());
+    Value::Object(value)
 }
 
 /// The content digest: SHA-256 over the canonical JSON of gate, parameters, reason, ticket,
@@ -235,6 +245,30 @@ pub fn content_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The condition value is exactly what the `json!` form it replaced made.
+    #[test]
+    fn content_value_is_the_json_form() {
+        let mut requester = Principal::human("https://idp.example", "alice");
+        requester.claims.insert("team".into(), json!("payments"));
+        let params: BTreeMap<String, Value> = [
+            ("service".to_owned(), json!("api")),
+            ("replicas".to_owned(), json!(3)),
+        ]
+        .into();
+        for (reason, ticket) in [(Some("hotfix"), Some("INC-1")), (None, None)] {
+            let expected = json!({
+                "gate": "deploy-prod",
+                "params": params,
+                "reason": reason.unwrap_or_default(),
+                "ticket": ticket.unwrap_or_default(),
+                "duration_seconds": 900,
+                "requester": requester.to_condition_value(),
+            });
+            let value = content_value("deploy-prod", &params, reason, ticket, 900, &requester);
+            assert_eq!(value, expected);
+        }
+    }
 
     #[test]
     fn terminal_states_are_final() {
