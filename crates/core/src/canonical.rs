@@ -49,14 +49,20 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        scalar => scalar_into(scalar, out),
+        scalar => json_into(scalar, out),
     }
 }
 
 /// Appends a string as a JSON string literal (escaped exactly as `serde_json` does).
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail, and a string always serializes.
-    let _ = serde_json::to_writer(&mut *out, s);
+    json_into(s, out);
+}
+
+/// Appends `value` as `serde_json` writes it (the same text as `to_string`, without the
+/// intermediate String). Writing into a Vec cannot fail, and strings and scalars always
+/// serialize.
+fn json_into<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 fn entry(i: usize, key: &str, item: &Value, out: &mut Vec<u8>) {
@@ -66,11 +72,6 @@ fn entry(i: usize, key: &str, item: &Value, out: &mut Vec<u8>) {
     write_str(key, out);
     out.push(b':');
     write(item, out);
-}
-
-fn scalar_into(scalar: &Value, out: &mut Vec<u8>) {
-    // The same text as `scalar.to_string()`, without the intermediate String.
-    let _ = serde_json::to_writer(&mut *out, scalar);
 }
 
 #[cfg(test)]

@@ -58,10 +58,9 @@ pub(crate) type Head = (i64, String);
 /// jobs so far have moved it.
 pub(crate) struct Batch {
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    /// Read from the database by the first job that appends events; `None` before that.
+    /// The head as the batch's jobs moved it; `None` until a job appends events (the first
+    /// to do so reads it from the database). Written back once, before the commit.
     pub(crate) head: Option<Head>,
-    /// Whether `head` differs from the stored head, which is then written before the commit.
-    pub(crate) head_moved: bool,
 }
 
 impl Batch {
@@ -148,11 +147,7 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
     let mut done: Vec<(oneshot::Sender<Erased>, Erased)> = Vec::new();
     let mut broken: Option<String> = None;
     let mut batch = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => Some(Batch {
-            tx,
-            head: None,
-            head_moved: false,
-        }),
+        Ok(tx) => Some(Batch { tx, head: None }),
         Err(e) => {
             broken = Some(message(backend("starting a write transaction", e)));
             None
@@ -177,12 +172,12 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
             pending.push_front(job);
             break;
         }
-        let head = (b.head.clone(), b.head_moved);
+        let head = b.head.clone();
         let result = (job.work)(b).await;
         let undone = match &result {
             Ok(_) => Ok(()),
             Err(_) => {
-                (b.head, b.head_moved) = head;
+                b.head = head;
                 sqlx::query("ROLLBACK TO SAVEPOINT job")
                     .execute(b.conn())
                     .await
@@ -223,9 +218,7 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
 
 /// Writes the moved chain head and commits.
 async fn finish(mut batch: Batch) -> Result<(), String> {
-    if batch.head_moved
-        && let Some((seq, hash)) = &batch.head
-    {
+    if let Some((seq, hash)) = &batch.head {
         sqlx::query(crate::sql::UPDATE_HEAD)
             .bind(seq)
             .bind(hash.as_str())

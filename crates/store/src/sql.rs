@@ -132,18 +132,30 @@ pub(crate) const DUE_FOR_EXPIRY: &str = "SELECT id FROM requests \
     WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2";
 
 /// Events after `$1`, at most `$2`.
-pub(crate) const SELECT_EVENTS: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-);
+macro_rules! select_events {
+    () => {
+        concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )
+    };
+}
+
+pub(crate) const SELECT_EVENTS: &str = select_events!();
 
 /// Events of request `$3` after `$1`, at most `$2` (served by the (request_id, seq) index).
-pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
-);
+macro_rules! select_events_of_request {
+    () => {
+        concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
+        )
+    };
+}
+
+pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = select_events_of_request!();
 
 /// SQLite: the rows of a page of events as one JSON array of objects named like
 /// [`crate::codec::EventRow`]'s fields: one row to hand over from the database thread instead
@@ -164,18 +176,11 @@ macro_rules! sqlite_events_json {
 }
 
 /// See [`sqlite_events_json`].
-pub(crate) const SQLITE_EVENTS_JSON: &str = sqlite_events_json!(concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-));
+pub(crate) const SQLITE_EVENTS_JSON: &str = sqlite_events_json!(select_events!());
 
 /// See [`sqlite_events_json`].
-pub(crate) const SQLITE_EVENTS_OF_REQUEST_JSON: &str = sqlite_events_json!(concat!(
-    "SELECT ",
-    event_columns!(),
-    " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
-));
+pub(crate) const SQLITE_EVENTS_OF_REQUEST_JSON: &str =
+    sqlite_events_json!(select_events_of_request!());
 
 /// The request's state and version, to check before issuing a grant (SQLite, inside its write
 /// lock; PostgreSQL locks the row with `FOR UPDATE`).

@@ -173,7 +173,6 @@ pub(crate) async fn append_events(
         hash = chained.hash;
     }
     batch.head = Some((seq, hash));
-    batch.head_moved = true;
     Ok(())
 }
 
