@@ -115,34 +115,186 @@ impl AuditEvent {
     /// The canonical text is written field by field in key order straight into one buffer
     /// (no intermediate JSON value): verifying a long chain is mostly this function.
     pub fn compute_hash(&self) -> String {
-        use crate::canonical::{write, write_str};
         let mut out = Vec::with_capacity(512);
-        let optional = |value: Option<String>, out: &mut Vec<u8>| match value {
-            Some(text) => write_str(&text, out),
+        let request_id = self.request_id.map(|id| id.to_string());
+        let digest = self.digest.as_ref().map(ToString::to_string);
+        Envelope {
+            seq: self.seq,
+            at: &self.at,
+            issuer: &self.actor.issuer,
+            subject: &self.actor.subject,
+            action: &self.action,
+            request_id: request_id.as_deref(),
+            digest: digest.as_deref(),
+            prev_hash: &self.prev_hash,
+        }
+        .write(&mut out, |out| crate::canonical::write(&self.detail, out));
+        hex::encode(Sha256::digest(&out))
+    }
+}
+
+/// The fields of an event's hash other than `detail`, borrowed, with `request_id` and
+/// `digest` as text.
+struct Envelope<'a> {
+    seq: i64,
+    at: &'a Timestamp,
+    issuer: &'a str,
+    subject: &'a str,
+    action: &'a str,
+    request_id: Option<&'a str>,
+    digest: Option<&'a str>,
+    prev_hash: &'a str,
+}
+
+impl Envelope<'_> {
+    /// Appends the canonical text the hash covers; `detail` writes the detail's.
+    fn write(&self, out: &mut Vec<u8>, detail: impl FnOnce(&mut Vec<u8>)) {
+        use crate::canonical::write_str;
+        let optional = |value: Option<&str>, out: &mut Vec<u8>| match value {
+            Some(text) => write_str(text, out),
             None => out.extend_from_slice(b"null"),
         };
         // Keys in byte order: action, actor, at, detail, digest, prev_hash, request_id, seq.
         out.extend_from_slice(b"{\"action\":");
-        write_str(&self.action, &mut out);
+        write_str(self.action, out);
         out.extend_from_slice(b",\"actor\":{\"issuer\":");
-        write_str(&self.actor.issuer, &mut out);
+        write_str(self.issuer, out);
         out.extend_from_slice(b",\"subject\":");
-        write_str(&self.actor.subject, &mut out);
+        write_str(self.subject, out);
         out.extend_from_slice(b"},\"at\":");
-        write_str(&rfc3339(&self.at), &mut out);
+        write_str(&rfc3339(self.at), out);
         out.extend_from_slice(b",\"detail\":");
-        write(&self.detail, &mut out);
+        detail(out);
         out.extend_from_slice(b",\"digest\":");
-        optional(self.digest.as_ref().map(ToString::to_string), &mut out);
+        optional(self.digest, out);
         out.extend_from_slice(b",\"prev_hash\":");
-        write_str(&self.prev_hash, &mut out);
+        write_str(self.prev_hash, out);
         out.extend_from_slice(b",\"request_id\":");
-        optional(self.request_id.map(|id| id.to_string()), &mut out);
+        optional(self.request_id, out);
         out.extend_from_slice(b",\"seq\":");
         out.extend_from_slice(self.seq.to_string().as_bytes());
         out.push(b'}');
-        hex::encode(Sha256::digest(&out))
     }
+}
+
+/// An event as a store keeps it: its columns as stored text, borrowed from the rows read.
+///
+/// [`StoredEvent::hashes_as_stored`] recomputes the hash without decoding anything: a store
+/// writes `detail` as its canonical JSON text, so the text as stored is what the hash covers.
+/// Only when that check fails must the event be decoded and hashed the long way
+/// ([`AuditEvent::compute_hash`]) to tell an edit from a row that is merely written
+/// differently.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredEvent<'a> {
+    /// The sequence number.
+    pub seq: i64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// The actor's issuer.
+    pub issuer: &'a str,
+    /// The actor's subject.
+    pub subject: &'a str,
+    /// What happened.
+    pub action: &'a str,
+    /// The request id as stored.
+    pub request_id: Option<&'a str>,
+    /// The digest as stored.
+    pub digest: Option<&'a str>,
+    /// The detail's JSON text as stored.
+    pub detail: &'a str,
+    /// The stored hash of the previous event.
+    pub prev_hash: &'a str,
+    /// The stored hash of this event.
+    pub hash: &'a str,
+}
+
+impl StoredEvent<'_> {
+    /// Whether the stored columns, taken as they are, are well formed (a request id, a
+    /// digest, JSON detail) and hash to the stored hash. `buf` is scratch space, reused
+    /// between calls. `false` says nothing yet: decode the event and check it the long way.
+    pub fn hashes_as_stored(&self, buf: &mut Vec<u8>) -> bool {
+        let well_formed = self
+            .request_id
+            .is_none_or(|id| id.parse::<RequestId>().is_ok())
+            && self.digest.is_none_or(|d| d.parse::<Digest>().is_ok())
+            && serde_json::from_str::<serde::de::IgnoredAny>(self.detail).is_ok();
+        let mut stored = [0u8; 32];
+        if !well_formed || hex::decode_to_slice(self.hash, &mut stored).is_err() {
+            return false;
+        }
+        buf.clear();
+        Envelope {
+            seq: self.seq,
+            at: &self.at,
+            issuer: self.issuer,
+            subject: self.subject,
+            action: self.action,
+            request_id: self.request_id,
+            digest: self.digest,
+            prev_hash: self.prev_hash,
+        }
+        .write(buf, |out| out.extend_from_slice(self.detail.as_bytes()));
+        Sha256::digest(&buf[..]).as_slice() == stored
+    }
+}
+
+/// One event as a chain verifier needs it: its place in the chain, and whether its content
+/// still hashes to the hash it carries. A store produces these ([`crate::Store::audit_links`]);
+/// a [`ChainVerifier`] links them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainLink {
+    /// The sequence number.
+    pub seq: i64,
+    /// The stored hash of the previous event.
+    pub prev_hash: String,
+    /// The stored hash of this event.
+    pub hash: String,
+    /// `Ok(true)` when the content hashes to `hash`, `Ok(false)` when it does not (edited),
+    /// `Err(why)` when the stored event cannot be read back at all.
+    pub content: Result<bool, String>,
+}
+
+impl ChainLink {
+    /// The link of a decoded event, its hash recomputed.
+    pub fn of(event: &AuditEvent) -> Self {
+        Self {
+            seq: event.seq,
+            prev_hash: event.prev_hash.clone(),
+            hash: event.hash.clone(),
+            content: Ok(event.compute_hash() == event.hash),
+        }
+    }
+}
+
+/// The links of `events`, their hashes recomputed on as many threads as there are cores (at
+/// most 8): an event's hash depends only on its own row (its stored `prev_hash` included), so
+/// only the linking, done afterwards in order, is sequential.
+pub fn links(events: &[AuditEvent]) -> Vec<ChainLink> {
+    in_parallel(events, |part| part.iter().map(ChainLink::of).collect())
+}
+
+/// `each` applied to `items` in chunks, one chunk per core (at most 8), the results
+/// concatenated in order. Short inputs stay on the calling thread.
+pub fn in_parallel<T: Sync, R: Send>(items: &[T], each: impl Fn(&[T]) -> Vec<R> + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(8);
+    if threads < 2 || items.len() < 256 {
+        return each(items);
+    }
+    let chunk = items.len().div_ceil(threads);
+    let each = &each;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || each(part)))
+            .collect();
+        parts
+            .into_iter()
+            // `each` is our own code and does not panic; if it did, that is a bug to surface.
+            .flat_map(|part| part.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// Where and why a chain stopped verifying.
@@ -196,22 +348,45 @@ impl ChainVerifier {
     /// Checks the next event, given the hash recomputed from its content
     /// ([`AuditEvent::compute_hash`]), e.g. on another thread.
     pub fn push_hashed(&mut self, event: &AuditEvent, computed: &str) -> Result<(), ChainBreak> {
-        let fail = |reason: String| {
-            Err(ChainBreak {
-                seq: event.seq,
-                reason,
-            })
-        };
-        if event.seq != self.expected_seq {
-            let reason = if event.seq > self.expected_seq {
+        self.check(
+            event.seq,
+            &event.prev_hash,
+            &event.hash,
+            Ok(computed == event.hash),
+        )
+    }
+
+    /// Checks the next event, as a store read it back ([`ChainLink`]).
+    pub fn push_link(&mut self, link: &ChainLink) -> Result<(), ChainBreak> {
+        self.check(
+            link.seq,
+            &link.prev_hash,
+            &link.hash,
+            link.content
+                .as_ref()
+                .map(|intact| *intact)
+                .map_err(String::as_str),
+        )
+    }
+
+    fn check(
+        &mut self,
+        seq: i64,
+        prev_hash: &str,
+        hash: &str,
+        content: Result<bool, &str>,
+    ) -> Result<(), ChainBreak> {
+        let fail = |reason: String| Err(ChainBreak { seq, reason });
+        if seq != self.expected_seq {
+            let reason = if seq > self.expected_seq {
                 format!(
-                    "expected seq {}, found {} (events missing)",
-                    self.expected_seq, event.seq
+                    "expected seq {}, found {seq} (events missing)",
+                    self.expected_seq
                 )
             } else {
                 format!(
-                    "expected seq {}, found {} (out of order or duplicated)",
-                    self.expected_seq, event.seq
+                    "expected seq {}, found {seq} (out of order or duplicated)",
+                    self.expected_seq
                 )
             };
             return Err(ChainBreak {
@@ -219,14 +394,19 @@ impl ChainVerifier {
                 reason,
             });
         }
-        if event.prev_hash != self.prev_hash {
-            return fail("prev_hash does not match the hash of the previous event".into());
-        }
-        if computed != event.hash {
-            return fail("the event's content does not match its hash (edited)".into());
+        match content {
+            Err(why) => return fail(format!("the event cannot be read: {why}")),
+            Ok(_) if prev_hash != self.prev_hash => {
+                return fail("prev_hash does not match the hash of the previous event".into());
+            }
+            Ok(false) => {
+                return fail("the event's content does not match its hash (edited)".into());
+            }
+            Ok(true) => {}
         }
         self.expected_seq += 1;
-        self.prev_hash = event.hash.clone();
+        self.prev_hash.clear();
+        self.prev_hash.push_str(hash);
         self.verified += 1;
         Ok(())
     }
@@ -307,6 +487,136 @@ mod tests {
             };
             prop_assert_eq!(event.compute_hash(), reference_hash(&event));
         }
+    }
+
+    /// `event`'s columns as a store writes them.
+    struct Stored {
+        request_id: Option<String>,
+        digest: Option<String>,
+        detail: String,
+    }
+
+    impl Stored {
+        fn of(event: &AuditEvent) -> Self {
+            Self {
+                request_id: event.request_id.map(|id| id.to_string()),
+                digest: event.digest.as_ref().map(ToString::to_string),
+                detail: serde_json::to_string(&event.detail).unwrap(),
+            }
+        }
+
+        fn view<'a>(&'a self, event: &'a AuditEvent) -> StoredEvent<'a> {
+            StoredEvent {
+                seq: event.seq,
+                at: event.at,
+                issuer: &event.actor.issuer,
+                subject: &event.actor.subject,
+                action: &event.action,
+                request_id: self.request_id.as_deref(),
+                digest: self.digest.as_deref(),
+                detail: &self.detail,
+                prev_hash: &event.prev_hash,
+                hash: &event.hash,
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn stored_text_hashes_like_the_decoded_event(
+            issuer in any::<String>(),
+            action in any::<String>(),
+            key in any::<String>(),
+            text in any::<String>(),
+            number in any::<f64>(),
+            with_request in any::<bool>(),
+        ) {
+            let event = AuditEvent::chain(
+                NewAuditEvent {
+                    at: crate::time::from_millis(1_700_000_000_123).unwrap(),
+                    actor: Actor { issuer, subject: "s".into() },
+                    action,
+                    request_id: with_request
+                        .then(|| "req_01HZY3G6Q7X8V9W0A1B2C3D4E5".parse().unwrap()),
+                    digest: with_request.then(|| Digest::from_bytes([7; 32])),
+                    detail: json!({key: text, "n": number, "list": [1, null, {"z": 1, "a": 2}]}),
+                },
+                41,
+                GENESIS_HASH,
+            );
+            let stored = Stored::of(&event);
+            let mut buf = Vec::new();
+            prop_assert!(stored.view(&event).hashes_as_stored(&mut buf));
+            let mut edited = event.clone();
+            edited.action.push('!');
+            prop_assert!(!stored.view(&edited).hashes_as_stored(&mut buf));
+        }
+    }
+
+    #[test]
+    fn stored_text_that_is_not_as_written_needs_the_long_way() {
+        let event = chain(1).remove(0);
+        let mut stored = Stored::of(&event);
+        let mut buf = Vec::new();
+        assert!(stored.view(&event).hashes_as_stored(&mut buf));
+        // The same value written differently: not decided here (the long way accepts it).
+        stored.detail = r#"{ "i": 0 }"#.into();
+        assert!(!stored.view(&event).hashes_as_stored(&mut buf));
+        // Not JSON, an unreadable request id or digest, a hash that is not hex: never as
+        // stored.
+        stored.detail = "{\"i\":0".into();
+        assert!(!stored.view(&event).hashes_as_stored(&mut buf));
+        let mut stored = Stored::of(&event);
+        stored.request_id = Some("req_nope".into());
+        assert!(!stored.view(&event).hashes_as_stored(&mut buf));
+        let mut stored = Stored::of(&event);
+        stored.digest = Some("sha256:xyz".into());
+        assert!(!stored.view(&event).hashes_as_stored(&mut buf));
+        let mut bad_hash = event.clone();
+        bad_hash.hash = "zz".repeat(32);
+        assert!(
+            !Stored::of(&bad_hash)
+                .view(&bad_hash)
+                .hashes_as_stored(&mut buf)
+        );
+    }
+
+    #[test]
+    fn links_verify_like_events() {
+        let events = chain(600);
+        let intact = links(&events);
+        assert_eq!(intact.len(), 600);
+        assert!(
+            intact
+                .iter()
+                .zip(&events)
+                .all(|(l, e)| l.seq == e.seq && l.content == Ok(true))
+        );
+        let mut v = ChainVerifier::new();
+        for link in &intact {
+            v.push_link(link).unwrap();
+        }
+        assert_eq!(v.verified(), 600);
+        assert_eq!(v.head_hash(), events[599].hash);
+
+        let mut edited = events.clone();
+        edited[300].detail = json!({"i": -1});
+        let mut v = ChainVerifier::new();
+        let err = links(&edited)
+            .iter()
+            .try_for_each(|l| v.push_link(l))
+            .unwrap_err();
+        assert_eq!(err.seq, 301);
+
+        let mut unreadable = intact.clone();
+        unreadable[2].content = Err("detail is not JSON".into());
+        let mut v = ChainVerifier::new();
+        let err = unreadable
+            .iter()
+            .try_for_each(|l| v.push_link(l))
+            .unwrap_err();
+        assert_eq!(err.seq, 3);
+        assert!(err.reason.contains("detail is not JSON"), "{err}");
     }
 
     fn chain(n: i64) -> Vec<AuditEvent> {

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use crate::audit::{AuditEvent, NewAuditEvent};
+use crate::audit::{AuditEvent, ChainLink, NewAuditEvent};
 use crate::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord};
 use crate::ids::RequestId;
 use crate::principal::Identity;
@@ -198,6 +198,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Reads audit events.
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Reads the events [`Store::audit_events`] would, for a chain verifier: each one's place
+    /// in the chain and whether its content still hashes to its stored hash. An event that
+    /// cannot be read back is reported in its link, not as an error for the page.
+    ///
+    /// The default decodes the events and hashes them on every core; a backend that keeps
+    /// the canonical text of each event's detail hashes it as stored instead
+    /// ([`crate::audit::StoredEvent`]).
+    async fn audit_links(&self, query: &AuditQuery) -> Result<Vec<ChainLink>, StoreError> {
+        let events = self.audit_events(query).await?;
+        Ok(crate::audit::links(&events))
+    }
 
     /// Checks that the database answers.
     async fn ping(&self) -> Result<(), StoreError>;

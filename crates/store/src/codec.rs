@@ -3,9 +3,10 @@
 //! The two dialects share one row shape (TEXT, 64-bit integers, JSON as TEXT), so the
 //! conversions live here once; each backend only moves these rows in and out of its database.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use countersign_core::audit::{Actor, AuditEvent};
+use countersign_core::audit::{Actor, AuditEvent, ChainLink, StoredEvent};
 use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
@@ -66,6 +67,99 @@ pub(crate) struct EventRow {
     pub detail: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+/// An [`EventRow`] borrowed, from a page of events SQLite hands over as JSON (see
+/// [`crate::sql::SQLITE_EVENTS_JSON`]) or from a row read: for a chain verifier, which needs
+/// no decoded event unless the row fails the check as stored.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct StoredEventRow<'a> {
+    pub seq: i64,
+    pub at: i64,
+    #[serde(borrow)]
+    pub actor_issuer: Cow<'a, str>,
+    #[serde(borrow)]
+    pub actor_subject: Cow<'a, str>,
+    #[serde(borrow)]
+    pub action: Cow<'a, str>,
+    #[serde(borrow)]
+    pub request_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub digest: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub detail: Cow<'a, str>,
+    #[serde(borrow)]
+    pub prev_hash: Cow<'a, str>,
+    #[serde(borrow)]
+    pub hash: Cow<'a, str>,
+}
+
+impl<'a> StoredEventRow<'a> {
+    /// `row`, borrowed.
+    pub fn of(row: &'a EventRow) -> Self {
+        Self {
+            seq: row.seq,
+            at: row.at,
+            actor_issuer: Cow::Borrowed(&row.actor_issuer),
+            actor_subject: Cow::Borrowed(&row.actor_subject),
+            action: Cow::Borrowed(&row.action),
+            request_id: row.request_id.as_deref().map(Cow::Borrowed),
+            digest: row.digest.as_deref().map(Cow::Borrowed),
+            detail: Cow::Borrowed(&row.detail),
+            prev_hash: Cow::Borrowed(&row.prev_hash),
+            hash: Cow::Borrowed(&row.hash),
+        }
+    }
+
+    /// The row's link in the chain. The row is hashed as stored; only if that fails is it
+    /// decoded and hashed the long way, so a row written differently from how this version
+    /// writes it still verifies, and one that cannot be decoded is named.
+    pub fn link(&self, buf: &mut Vec<u8>) -> ChainLink {
+        let as_stored = countersign_core::time::from_millis(self.at).is_some_and(|at| {
+            StoredEvent {
+                seq: self.seq,
+                at,
+                issuer: &self.actor_issuer,
+                subject: &self.actor_subject,
+                action: &self.action,
+                request_id: self.request_id.as_deref(),
+                digest: self.digest.as_deref(),
+                detail: &self.detail,
+                prev_hash: &self.prev_hash,
+                hash: &self.hash,
+            }
+            .hashes_as_stored(buf)
+        });
+        let content = if as_stored {
+            Ok(true)
+        } else {
+            self.to_row()
+                .decode()
+                .map(|event| event.compute_hash() == event.hash)
+                .map_err(|e| e.to_string())
+        };
+        ChainLink {
+            seq: self.seq,
+            prev_hash: self.prev_hash.clone().into_owned(),
+            hash: self.hash.clone().into_owned(),
+            content,
+        }
+    }
+
+    fn to_row(&self) -> EventRow {
+        EventRow {
+            seq: self.seq,
+            at: self.at,
+            actor_issuer: self.actor_issuer.clone().into_owned(),
+            actor_subject: self.actor_subject.clone().into_owned(),
+            action: self.action.clone().into_owned(),
+            request_id: self.request_id.clone().map(Cow::into_owned),
+            digest: self.digest.clone().map(Cow::into_owned),
+            detail: self.detail.clone().into_owned(),
+            prev_hash: self.prev_hash.clone().into_owned(),
+            hash: self.hash.clone().into_owned(),
+        }
+    }
 }
 
 /// The columns of `grants` read back, in the order of [`crate::sql::INSERT_GRANT`] (which adds

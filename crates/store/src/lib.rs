@@ -24,7 +24,9 @@ mod sqlite;
 
 use std::sync::Arc;
 
-use countersign_core::audit::{AuditEvent, ChainVerifier};
+use futures_util::StreamExt as _;
+
+use countersign_core::audit::ChainVerifier;
 use countersign_core::ports::AuditQuery;
 
 pub use countersign_core::ports::{LoginTransaction, WebSession};
@@ -114,14 +116,26 @@ async fn check_head(store: &dyn Store, verifier: &ChainVerifier) -> Result<u64, 
     Ok(verifier.verified())
 }
 
-/// Recomputes the whole audit chain from seq 1 and returns how many events verified, or the
-/// first event that does not.
+/// Recomputes the whole audit chain from seq 1, [`VERIFY_PAGE`] events at a time, and returns
+/// how many events verified, or the first event that does not.
 ///
 /// An event that cannot even be read back (a column edited into something unparseable) is
 /// reported as a break at its sequence number; a database that cannot be read at all is
 /// reported as a break at the first sequence number not yet verified. Events deleted from the
 /// end are caught by comparing the last event with the chain head the store keeps apart.
+///
+/// Pages are read ahead: while one page is hashed, the next is already being read, on the
+/// guess that the chain has no gaps (a full page after seq `n` ends at `n + page`). Where the
+/// guess is wrong (at the end of the chain, or at a gap, which fails verification anyway),
+/// the read-ahead is dropped and reading starts again after the last event checked.
 pub async fn verify_audit(store: &dyn Store) -> Result<u64, ChainBreak> {
+    verify_audit_in_pages(store, VERIFY_PAGE).await
+}
+
+/// [`verify_audit`], reading `page` events at a time (at least 1): smaller pages hold less
+/// in memory at once.
+pub async fn verify_audit_in_pages(store: &dyn Store, page: u32) -> Result<u64, ChainBreak> {
+    let page = page.max(1);
     let page_of = |after_seq: i64, limit: u32| AuditQuery {
         request_id: None,
         after_seq,
@@ -129,79 +143,58 @@ pub async fn verify_audit(store: &dyn Store) -> Result<u64, ChainBreak> {
     };
     let mut verifier = ChainVerifier::new();
     let mut after_seq = 0_i64;
-    let mut limit = VERIFY_PAGE;
-    let mut prefetched = None;
     loop {
-        let page = match prefetched.take() {
-            Some(page) => page,
-            None => store.audit_events(&page_of(after_seq, limit)).await,
-        };
-        let page = match page {
-            Ok(page) => page,
-            // Some event in this page could not be read: step through it one event at a time
-            // to name the first one that cannot.
-            Err(_) if limit > 1 => {
-                limit = 1;
-                continue;
+        let start = after_seq;
+        let step = i64::from(page);
+        let mut pages = futures_util::stream::iter(0_i64..)
+            .map(|k| {
+                let query = page_of(start + k * step, page);
+                async move { (query.after_seq, store.audit_links(&query).await) }
+            })
+            .buffered(2);
+        let mut unreadable = false;
+        let mut end = false;
+        while let Some((from, page)) = pages.next().await {
+            let Ok(page) = page else {
+                unreadable = true;
+                break;
+            };
+            let Some(last) = page.last() else {
+                end = true;
+                break;
+            };
+            for link in &page {
+                verifier.push_link(link)?;
             }
-            Err(e) => {
-                return Err(ChainBreak {
-                    seq: after_seq + 1,
-                    reason: format!("the event after seq {after_seq} cannot be read: {e}"),
-                });
+            after_seq = last.seq;
+            if after_seq != from + step {
+                // Not the page guessed: the next one read ahead starts in the wrong place.
+                break;
             }
-        };
-        let Some(last) = page.last() else {
-            return check_head(store, &verifier).await;
-        };
-        let last_seq = last.seq;
-        // Read the next page while this one is hashed (the database works on its own thread).
-        let hashes = if limit == VERIFY_PAGE {
-            let next_query = page_of(last_seq, VERIFY_PAGE);
-            let (next, hashes) = tokio::join!(store.audit_events(&next_query), async {
-                recompute_hashes(&page)
-            });
-            prefetched = Some(next);
-            hashes
-        } else {
-            recompute_hashes(&page)
-        };
-        for (event, hash) in page.iter().zip(&hashes) {
-            verifier.push_hashed(event, hash)?;
         }
-        after_seq = last_seq;
-        limit = VERIFY_PAGE;
+        // The read-ahead may hold a connection (an in-memory database has only one).
+        drop(pages);
+        if end {
+            return check_head(store, &verifier).await;
+        }
+        if unreadable {
+            // The page could not be read as a whole: step through it one event at a time to
+            // name the first one that cannot.
+            match store.audit_links(&page_of(after_seq, 1)).await {
+                Ok(page) => match page.first() {
+                    Some(link) => {
+                        verifier.push_link(link)?;
+                        after_seq = link.seq;
+                    }
+                    None => return check_head(store, &verifier).await,
+                },
+                Err(e) => {
+                    return Err(ChainBreak {
+                        seq: after_seq + 1,
+                        reason: format!("the event after seq {after_seq} cannot be read: {e}"),
+                    });
+                }
+            }
+        }
     }
-}
-
-/// Each event's hash recomputed from its content, on as many threads as there are cores: an
-/// event's hash depends only on its own row (its stored `prev_hash` included), so only the
-/// linking, done afterwards in order, is sequential.
-fn recompute_hashes(page: &[AuditEvent]) -> Vec<String> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(8);
-    if threads < 2 || page.len() < 256 {
-        return page.iter().map(AuditEvent::compute_hash).collect();
-    }
-    let chunk = page.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = page
-            .chunks(chunk)
-            .map(|part| {
-                let len = part.len();
-                let hashing =
-                    scope.spawn(move || part.iter().map(AuditEvent::compute_hash).collect());
-                (len, hashing)
-            })
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|(len, hashing)| {
-                // Hashing does not panic; if it did, empty hashes fail verification (one per
-                // event: none is skipped).
-                hashing.join().unwrap_or_else(|_| vec![String::new(); len])
-            })
-            .collect()
-    })
 }

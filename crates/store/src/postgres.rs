@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use countersign_core::audit::{AuditEvent, NewAuditEvent};
+use countersign_core::audit::{self, AuditEvent, ChainLink, NewAuditEvent};
 use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
@@ -39,8 +39,9 @@ use sqlx::{Postgres, QueryBuilder, Row, SqlSafeStr};
 
 use crate::codec::{
     DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
-    attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_login,
-    bind_request, bind_session, bind_session_update, group_decisions, lease_end,
+    StoredEventRow, attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant,
+    bind_key, bind_login, bind_request, bind_session, bind_session_update, group_decisions,
+    lease_end,
 };
 use crate::error::{backend, grant_refused, is_unique_violation};
 use crate::sql;
@@ -223,6 +224,34 @@ async fn load_decisions(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| backend("reading decisions", e))?;
     group_decisions(rows)
+}
+
+impl PostgresStore {
+    /// A page of events as stored, in seq order.
+    async fn event_rows(&self, query: &AuditQuery) -> Result<Vec<EventRow>, StoreError> {
+        let limit = sql::page_size(query.limit, sql::MAX_EVENT_PAGE);
+        let rows = match &query.request_id {
+            None => {
+                sqlx::query(sql::SELECT_EVENTS)
+                    .bind(query.after_seq)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            Some(id) => {
+                sqlx::query(sql::SELECT_EVENTS_OF_REQUEST)
+                    .bind(query.after_seq)
+                    .bind(limit)
+                    .bind(id.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| backend("reading audit events", e))?;
+        rows.iter()
+            .map(|r| EventRow::read(r).map_err(|e| backend("reading audit events", e)))
+            .collect()
+    }
 }
 
 #[async_trait]
@@ -423,32 +452,21 @@ impl Store for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(request_id = ?query.request_id))]
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let limit = sql::page_size(query.limit, sql::MAX_EVENT_PAGE);
-        let rows = match &query.request_id {
-            None => {
-                sqlx::query(sql::SELECT_EVENTS)
-                    .bind(query.after_seq)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-            }
-            Some(id) => {
-                sqlx::query(sql::SELECT_EVENTS_OF_REQUEST)
-                    .bind(query.after_seq)
-                    .bind(limit)
-                    .bind(id.to_string())
-                    .fetch_all(&self.pool)
-                    .await
-            }
-        }
-        .map_err(|e| backend("reading audit events", e))?;
-        rows.iter()
-            .map(|r| {
-                EventRow::read(r)
-                    .map_err(|e| backend("reading audit events", e))
-                    .and_then(EventRow::decode)
-            })
+        self.event_rows(query)
+            .await?
+            .into_iter()
+            .map(EventRow::decode)
             .collect()
+    }
+
+    async fn audit_links(&self, query: &AuditQuery) -> Result<Vec<ChainLink>, StoreError> {
+        let rows = self.event_rows(query).await?;
+        Ok(audit::in_parallel(&rows, |part| {
+            let mut buf = Vec::with_capacity(1024);
+            part.iter()
+                .map(|row| StoredEventRow::of(row).link(&mut buf))
+                .collect()
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use countersign_core::audit::{AuditEvent, NewAuditEvent};
+use countersign_core::audit::{self, AuditEvent, ChainLink, NewAuditEvent};
 use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
@@ -38,8 +38,8 @@ use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 
 use crate::codec::{
     DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
-    attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant, bind_key, bind_login,
-    bind_request, bind_session, bind_session_update, lease_end,
+    StoredEventRow, attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant,
+    bind_key, bind_login, bind_request, bind_session, bind_session_update, lease_end,
 };
 use crate::error::{backend, grant_refused, is_unique_violation};
 use crate::group_commit::{Batch, Writer};
@@ -213,6 +213,36 @@ fn read_request_with_decisions(
         .map(DecisionRow::decode)
         .collect::<Result<Vec<_>, _>>()?;
     Ok((request, decisions))
+}
+
+impl SqliteStore {
+    /// A page of events as one JSON array ([`sql::SQLITE_EVENTS_JSON`]): long pages (`audit
+    /// verify`) would otherwise pay a hand-over between threads for every event.
+    async fn events_page(&self, query: &AuditQuery) -> Result<String, StoreError> {
+        let limit = sql::page_size(query.limit, sql::MAX_EVENT_PAGE);
+        match &query.request_id {
+            None => {
+                sqlx::query_scalar(sql::SQLITE_EVENTS_JSON)
+                    .bind(query.after_seq)
+                    .bind(limit)
+                    .fetch_one(&self.pool)
+                    .await
+            }
+            Some(id) => {
+                sqlx::query_scalar(sql::SQLITE_EVENTS_OF_REQUEST_JSON)
+                    .bind(query.after_seq)
+                    .bind(limit)
+                    .bind(id.to_string())
+                    .fetch_one(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| backend("reading audit events", e))
+    }
+}
+
+fn unexpected_event_shape() -> StoreError {
+    StoreError::Backend("reading audit events: a stored event has an unexpected shape".into())
 }
 
 #[async_trait]
@@ -405,33 +435,9 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(request_id = ?query.request_id))]
     async fn audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StoreError> {
-        let limit = sql::page_size(query.limit, sql::MAX_EVENT_PAGE);
-        // One row holding the page as JSON: long pages (`audit verify`) would otherwise pay a
-        // hand-over between threads for every event.
-        let page: String = match &query.request_id {
-            None => {
-                sqlx::query_scalar(sql::SQLITE_EVENTS_JSON)
-                    .bind(query.after_seq)
-                    .bind(limit)
-                    .fetch_one(&self.pool)
-                    .await
-            }
-            Some(id) => {
-                sqlx::query_scalar(sql::SQLITE_EVENTS_OF_REQUEST_JSON)
-                    .bind(query.after_seq)
-                    .bind(limit)
-                    .bind(id.to_string())
-                    .fetch_one(&self.pool)
-                    .await
-            }
-        }
-        .map_err(|e| backend("reading audit events", e))?;
+        let page = self.events_page(query).await?;
         serde_json::from_str::<Vec<EventRow>>(&page)
-            .map_err(|_| {
-                StoreError::Backend(
-                    "reading audit events: a stored event has an unexpected shape".into(),
-                )
-            })?
+            .map_err(|_| unexpected_event_shape())?
             .into_iter()
             .map(EventRow::decode)
             .collect::<Result<Vec<_>, _>>()
@@ -440,6 +446,19 @@ impl Store for SqliteStore {
                 events.sort_by_key(|e| e.seq);
                 events
             })
+    }
+
+    #[tracing::instrument(skip_all, fields(request_id = ?query.request_id))]
+    async fn audit_links(&self, query: &AuditQuery) -> Result<Vec<ChainLink>, StoreError> {
+        let page = self.events_page(query).await?;
+        // Borrowed from the page: nothing is decoded unless a row fails the check as stored.
+        let mut rows = serde_json::from_str::<Vec<StoredEventRow>>(&page)
+            .map_err(|_| unexpected_event_shape())?;
+        rows.sort_by_key(|row| row.seq);
+        Ok(audit::in_parallel(&rows, |part| {
+            let mut buf = Vec::with_capacity(1024);
+            part.iter().map(|row| row.link(&mut buf)).collect()
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

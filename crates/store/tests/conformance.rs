@@ -133,6 +133,9 @@ conformance!(
     tamper_inserted_copy,
     tamper_inserted_forgery,
     tamper_unreadable_event,
+    detail_written_differently_still_verifies,
+    verify_reads_ahead_page_by_page,
+    tamper_found_across_pages,
     migrations_are_idempotent,
     outbox_rows_commit_with_their_change,
     grant_needs_the_request_approved_at_the_version,
@@ -435,7 +438,7 @@ mod cases {
     use countersign_core::ports::{AttemptOutcome, AuditQuery, Order, RequestFilter};
     use countersign_core::request::{ApprovalPath, Request, State, Verdict};
     use countersign_core::{Identity, RequestId, StoreError};
-    use countersign_store::verify_audit;
+    use countersign_store::{verify_audit, verify_audit_in_pages};
     use serde_json::json;
 
     use super::Db;
@@ -1205,6 +1208,89 @@ mod cases {
             .await;
         let err = verify_audit(db.store.as_ref()).await.expect_err("detected");
         assert_eq!(err.seq, 4, "{err}");
+        assert!(err.reason.contains("cannot be read"), "{err}");
+    }
+
+    pub async fn detail_written_differently_still_verifies(db: Db) {
+        five_events(&db).await;
+        // The same value as `{"i":0,"why":"bad token"}`, written with spaces and its keys in
+        // another order: the text as stored no longer hashes to the event's hash, but what it
+        // says does, and that is what the chain covers.
+        db.exec(
+            r#"UPDATE audit_events SET detail = '{ "why": "bad token", "i": 0 }' WHERE seq = 3"#,
+        )
+        .await;
+        assert_eq!(verify_audit(db.store.as_ref()).await, Ok(5));
+        let links = db
+            .store
+            .audit_links(&AuditQuery {
+                request_id: None,
+                after_seq: 2,
+                limit: 1,
+            })
+            .await
+            .expect("links");
+        assert_eq!(links.len(), 1);
+        assert_eq!((links[0].seq, links[0].content.clone()), (3, Ok(true)));
+    }
+
+    /// Pages read ahead on the guess that the chain has no gaps: every page size gives the
+    /// same answer, whether the chain ends on a page boundary or inside a page.
+    pub async fn verify_reads_ahead_page_by_page(db: Db) {
+        db.store
+            .append_audit(&loose_events(6))
+            .await
+            .expect("append");
+        for page in [0, 1, 2, 3, 4, 6, 7, 100] {
+            assert_eq!(
+                verify_audit_in_pages(db.store.as_ref(), page).await,
+                Ok(6),
+                "page {page}"
+            );
+        }
+        db.store
+            .append_audit(&loose_events(1))
+            .await
+            .expect("append");
+        for page in [1, 2, 3, 6, 7] {
+            assert_eq!(
+                verify_audit_in_pages(db.store.as_ref(), page).await,
+                Ok(7),
+                "page {page}"
+            );
+        }
+    }
+
+    pub async fn tamper_found_across_pages(db: Db) {
+        db.store
+            .append_audit(&loose_events(9))
+            .await
+            .expect("append");
+        db.exec(r#"UPDATE audit_events SET detail = '{"i":99,"why":"bad token"}' WHERE seq = 8"#)
+            .await;
+        for page in [1, 2, 3, 4] {
+            let err = verify_audit_in_pages(db.store.as_ref(), page)
+                .await
+                .expect_err("edited");
+            assert_eq!(err.seq, 8, "page {page}: {err}");
+        }
+        // A gap where the next page was guessed to start, then the newest events deleted
+        // (the chain head still names seq 9).
+        db.exec("DELETE FROM audit_events WHERE seq = 4").await;
+        for page in [1, 2, 3, 4] {
+            let err = verify_audit_in_pages(db.store.as_ref(), page)
+                .await
+                .expect_err("gap");
+            assert_eq!(err.seq, 4, "page {page}: {err}");
+        }
+        db.exec("DELETE FROM audit_events WHERE seq >= 4").await;
+        for page in [1, 2, 3, 4] {
+            let err = verify_audit_in_pages(db.store.as_ref(), page)
+                .await
+                .expect_err("tail deleted");
+            assert_eq!(err.seq, 4, "page {page}: {err}");
+            assert!(err.reason.contains("missing"), "page {page}: {err}");
+        }
     }
 
     pub async fn migrations_are_idempotent(db: Db) {
