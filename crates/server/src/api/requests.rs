@@ -5,17 +5,21 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use countersign_core::engine::{ListRequests, NewRequest, Role};
+use countersign_core::view::RequestView;
 use countersign_core::{Digest, Request, RequestId, State as RequestState, Verdict};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::extract::{Body, PathId, Query};
-use super::{ApiError, AppState, Caller, views};
+use super::{ApiError, AppState, Caller};
 
-fn view(state: &AppState, r: &Request) -> Json<Value> {
-    Json(views::request(r, state.engine.evaluate(r).as_ref()))
+/// The request's view as the response body, serialized straight from the request.
+fn view(state: &AppState, r: &Request) -> Response {
+    let evaluation = state.engine.evaluate(r);
+    Json(RequestView::new(r, evaluation.as_ref())).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,7 +37,7 @@ pub(super) async fn create(
     State(state): State<AppState>,
     Caller(who): Caller,
     Body(body): Body<CreateBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Response), ApiError> {
     let input = NewRequest {
         gate: body.gate,
         params: body.params,
@@ -55,11 +59,18 @@ pub(super) struct ListParams {
     cursor: Option<String>,
 }
 
+/// A page of requests.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    items: Vec<RequestView<'a>>,
+    next_cursor: Option<RequestId>,
+}
+
 pub(super) async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
     Query(p): Query<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let bad = |m: String| ApiError::bad_request("invalid_query", m);
     let filter_state = p
         .state
@@ -104,10 +115,23 @@ pub(super) async fn list(
             },
         )
         .await?;
-    let items: Vec<Value> = page.items.iter().map(|r| view(&state, r).0).collect();
-    Ok(Json(
-        json!({"items": items, "next_cursor": page.next_cursor}),
-    ))
+    // Serialized straight from the requests: a page of views is never built as JSON values.
+    let evaluations: Vec<_> = page
+        .items
+        .iter()
+        .map(|r| state.engine.evaluate(r))
+        .collect();
+    let items: Vec<RequestView> = page
+        .items
+        .iter()
+        .zip(&evaluations)
+        .map(|(r, evaluation)| RequestView::new(r, evaluation.as_ref()))
+        .collect();
+    Ok(Json(ListBody {
+        items,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,7 +146,7 @@ pub(super) async fn get(
     Caller(who): Caller,
     PathId(id): PathId,
     Query(p): Query<GetParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(wait) = p.wait.as_deref() else {
         return Ok(view(&state, &state.engine.get(&who, &id).await?));
     };
@@ -171,7 +195,7 @@ async fn decide(
     id: RequestId,
     verdict: Verdict,
     body: DecisionBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let digest: Digest = body
         .digest
         .parse()
@@ -188,7 +212,7 @@ pub(super) async fn approve(
     Caller(who): Caller,
     PathId(id): PathId,
     Body(body): Body<DecisionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     decide(state, who, id, Verdict::Approve, body).await
 }
 
@@ -197,7 +221,7 @@ pub(super) async fn reject(
     Caller(who): Caller,
     PathId(id): PathId,
     Body(body): Body<DecisionBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     decide(state, who, id, Verdict::Reject, body).await
 }
 
@@ -236,7 +260,7 @@ pub(super) async fn cancel(
     Caller(who): Caller,
     PathId(id): PathId,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let reason = optional_reason(body).await?;
     let request = state.engine.cancel(&who, &id, reason).await?;
     Ok(view(&state, &request))
@@ -247,7 +271,7 @@ pub(super) async fn revoke(
     Caller(who): Caller,
     PathId(id): PathId,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let reason = optional_reason(body).await?;
     let request = state.engine.revoke(&who, &id, reason).await?;
     Ok(view(&state, &request))
