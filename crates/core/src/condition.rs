@@ -129,15 +129,41 @@ pub struct Bindings<'v> {
     context: Result<cel::Context<'v, 'v>, String>,
 }
 
+/// The standard environment, built once per process, not once per evaluation: it is most of
+/// the cost of evaluating a small condition.
+fn stdlib() -> Arc<cel::Env> {
+    static STDLIB: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+    Arc::clone(&STDLIB)
+}
+
 impl<'v> Bindings<'v> {
     /// Converts `variables` into CEL values.
     pub fn new(variables: &[(&str, &'v Value)]) -> Self {
-        // The standard environment is built once per process, not once per evaluation: it is
-        // most of the cost of evaluating a small condition.
-        static STDLIB: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
-        let mut context = cel::Context::with_env(Arc::clone(&STDLIB));
+        Self::bind(
+            cel::Context::with_env(stdlib()),
+            variables,
+            to_cel::<Borrowed>,
+        )
+    }
+
+    /// These bindings with `variables` added in an inner scope (shadowing any of the same
+    /// name): the ones bound already are not converted again.
+    pub fn with<'b>(&'b self, variables: &[(&str, &'b Value)]) -> Bindings<'b> {
+        match &self.context {
+            Ok(context) => Bindings::bind(context.new_inner_scope(), variables, to_cel::<Borrowed>),
+            Err(e) => Bindings {
+                context: Err(e.clone()),
+            },
+        }
+    }
+
+    fn bind<'j>(
+        mut context: cel::Context<'v, 'v>,
+        variables: &[(&str, &'j Value)],
+        convert: fn(&'j Value) -> Result<Box<dyn Val + 'v>, String>,
+    ) -> Self {
         for (name, value) in variables {
-            match to_cel(value) {
+            match convert(value) {
                 Ok(v) => context.add_variable_as_val(*name, v),
                 Err(e) => {
                     return Self {
@@ -152,11 +178,50 @@ impl<'v> Bindings<'v> {
     }
 }
 
+impl Bindings<'static> {
+    /// Converts `variables` into CEL values that own their strings: bindings that outlive the
+    /// JSON they came from, e.g. an approver's, checked against many requests with
+    /// [`Bindings::with`].
+    pub fn owned(variables: &[(&str, &Value)]) -> Self {
+        Self::bind(cel::Context::with_env(stdlib()), variables, to_cel::<Owned>)
+    }
+}
+
+/// How the strings of a JSON value become CEL strings and map keys.
+trait Strings<'j, 'v> {
+    fn string(s: &'j str) -> CelString<'v>;
+    fn key(s: &'j str) -> CelMapKey<'v>;
+}
+
+/// Borrowed from the JSON.
+struct Borrowed;
+
+impl<'j> Strings<'j, 'j> for Borrowed {
+    fn string(s: &'j str) -> CelString<'j> {
+        CelString::from(s)
+    }
+    fn key(s: &'j str) -> CelMapKey<'j> {
+        CelMapKey::from(s)
+    }
+}
+
+/// Copied.
+struct Owned;
+
+impl<'j> Strings<'j, 'static> for Owned {
+    fn string(s: &'j str) -> CelString<'static> {
+        CelString::from(s.to_owned())
+    }
+    fn key(s: &'j str) -> CelMapKey<'static> {
+        CelMapKey::from(s.to_owned())
+    }
+}
+
 /// The CEL value of a JSON value, the same as `cel::to_value` makes it (a non-negative integer
 /// is a `uint`, a negative one an `int`, any other number a `double`), but built directly:
 /// without the intermediate `cel::Value` tree, which the crate deep-copies level by level when
-/// binding it, and borrowing the strings instead of copying them.
-fn to_cel(value: &Value) -> Result<Box<dyn Val + '_>, String> {
+/// binding it, and (with [`Borrowed`]) borrowing the strings instead of copying them.
+fn to_cel<'j, 'v, S: Strings<'j, 'v>>(value: &'j Value) -> Result<Box<dyn Val + 'v>, String> {
     Ok(match value {
         Value::Null => Box::new(CelNull),
         Value::Bool(b) => Box::new(CelBool::from(*b)),
@@ -171,14 +236,17 @@ fn to_cel(value: &Value) -> Result<Box<dyn Val + '_>, String> {
                 return Err(format!("the number {n} has no CEL value"));
             }
         }
-        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::String(s) => Box::new(S::string(s)),
         Value::Array(items) => Box::new(CelList::from(
-            items.iter().map(to_cel).collect::<Result<Vec<_>, _>>()?,
+            items
+                .iter()
+                .map(to_cel::<S>)
+                .collect::<Result<Vec<_>, _>>()?,
         )),
         Value::Object(entries) => {
             let mut map = HashMap::with_capacity(entries.len());
             for (key, item) in entries {
-                map.insert(CelMapKey::from(key.as_str()), to_cel(item)?);
+                map.insert(S::key(key), to_cel::<S>(item)?);
             }
             Box::new(CelMap::from(map))
         }
@@ -302,14 +370,48 @@ mod tests {
             json!(i64::MIN),
             json!(1.5),
         ] {
-            let direct = cel::Value::try_from(to_cel(&v).unwrap().as_ref()).unwrap();
+            let direct = cel::Value::try_from(to_cel::<Borrowed>(&v).unwrap().as_ref()).unwrap();
             assert!(same(&direct, &cel::to_value(&v).unwrap()), "{v}");
+            let owned = cel::Value::try_from(to_cel::<Owned>(&v).unwrap().as_ref()).unwrap();
+            assert!(same(&owned, &direct), "{v}");
         }
         let c = Condition::compile("request.duration_seconds == 900u", &["request"]).unwrap();
         assert!(
             c.evaluate(&[("request", &json!({"duration_seconds": 900}))])
                 .value
         );
+    }
+
+    #[test]
+    fn inner_scopes_add_and_shadow_variables() {
+        let approver = json!({"groups": ["sre"], "subject": "bob"});
+        let outer = Bindings::owned(&[("approver", &approver), ("x", &json!(1))]);
+        let c = Condition::compile(
+            "'sre' in approver.groups && request.gate == 'deploy' && x == 2",
+            &["approver", "request", "x"],
+        )
+        .unwrap();
+        let request = json!({"gate": "deploy"});
+        let two = json!(2);
+        assert!(
+            c.evaluate_with(&outer.with(&[("request", &request), ("x", &two)]))
+                .value
+        );
+        let other = json!({"gate": "db"});
+        assert!(
+            !c.evaluate_with(&outer.with(&[("request", &other), ("x", &two)]))
+                .value
+        );
+        // The outer binding is untouched by the inner ones.
+        let r = c.evaluate_with(&outer.with(&[("request", &request)]));
+        assert!(!r.value && r.error.is_none());
+        // Bindings that failed to convert stay failed in an inner scope: every condition false.
+        let failed = Bindings {
+            context: Err("variable approver: no CEL value".into()),
+        };
+        let r = c.evaluate_with(&failed.with(&[("request", &request), ("x", &two)]));
+        assert!(!r.value);
+        assert!(r.error.is_some_and(|e| e.contains("approver")));
     }
 
     /// Equality without CEL's numeric leniency (`1 == 1u` holds in CEL): the same variants
@@ -360,9 +462,11 @@ mod tests {
         /// The direct conversion builds the same CEL value as the crate's serde conversion.
         #[test]
         fn direct_conversion_matches_cel_to_value(v in json_value()) {
-            let direct = cel::Value::try_from(to_cel(&v).unwrap().as_ref()).unwrap();
+            let direct = cel::Value::try_from(to_cel::<Borrowed>(&v).unwrap().as_ref()).unwrap();
             let via_serde = cel::to_value(&v).unwrap();
             prop_assert!(same(&direct, &via_serde), "{:?} != {:?}", direct, via_serde);
+            let owned = cel::Value::try_from(to_cel::<Owned>(&v).unwrap().as_ref()).unwrap();
+            prop_assert!(same(&owned, &via_serde), "{:?} != {:?}", owned, via_serde);
         }
     }
 }

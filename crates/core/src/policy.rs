@@ -48,14 +48,13 @@ pub fn approver_checks(
 }
 
 /// An approver at one moment, prepared for checking many requests (an inbox listing): the
-/// value conditions see as `approver` (with every claim) and `now` are built once, not once
-/// per request.
+/// values conditions see as `approver` (with every claim) and `now` are built and converted
+/// into CEL values once, not once per request; each request is bound in an inner scope.
 #[derive(Debug)]
 pub struct Approver<'p> {
     principal: &'p Principal,
-    value: Value,
     now: Timestamp,
-    now_value: Value,
+    bindings: Bindings<'static>,
 }
 
 impl<'p> Approver<'p> {
@@ -63,9 +62,11 @@ impl<'p> Approver<'p> {
     pub fn new(principal: &'p Principal, now: Timestamp) -> Self {
         Self {
             principal,
-            value: principal.to_condition_value(),
             now,
-            now_value: now_value(&now),
+            bindings: Bindings::owned(&[
+                ("approver", &principal.to_condition_value()),
+                ("now", &now_value(&now)),
+            ]),
         }
     }
 
@@ -82,12 +83,7 @@ impl<'p> Approver<'p> {
     /// Every rule's `approvers` condition on `request`: see [`approver_checks`].
     pub fn checks(&self, gate: &Gate, request: &Request) -> Vec<RuleCheck> {
         let request_value = request.to_condition_value();
-        // Converted into CEL values once per request, not once per rule.
-        let bindings = Bindings::new(&[
-            ("approver", &self.value),
-            ("request", &request_value),
-            ("now", &self.now_value),
-        ]);
+        let bindings = self.bindings.with(&[("request", &request_value)]);
         gate.rules
             .iter()
             .map(|rule| {
