@@ -154,16 +154,16 @@ pub async fn verify_audit_in_pages(store: &dyn Store, page: u32) -> Result<u64, 
             .buffered(2);
         let mut unreadable = false;
         let mut end = false;
-        while let Some((from, page)) = pages.next().await {
-            let Ok(page) = page else {
+        while let Some((from, links)) = pages.next().await {
+            let Ok(links) = links else {
                 unreadable = true;
                 break;
             };
-            let Some(last) = page.last() else {
+            let Some(last) = links.last() else {
                 end = true;
                 break;
             };
-            for link in &page {
+            for link in &links {
                 verifier.push_link(link)?;
             }
             after_seq = last.seq;
@@ -181,7 +181,7 @@ pub async fn verify_audit_in_pages(store: &dyn Store, page: u32) -> Result<u64, 
             // The page could not be read as a whole: step through it one event at a time to
             // name the first one that cannot.
             match store.audit_links(&page_of(after_seq, 1)).await {
-                Ok(page) => match page.first() {
+                Ok(links) => match links.first() {
                     Some(link) => {
                         verifier.push_link(link)?;
                         after_seq = link.seq;
