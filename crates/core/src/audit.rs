@@ -342,18 +342,8 @@ impl ChainVerifier {
 
     /// Checks the next event.
     pub fn push(&mut self, event: &AuditEvent) -> Result<(), ChainBreak> {
-        self.push_hashed(event, &event.compute_hash())
-    }
-
-    /// Checks the next event, given the hash recomputed from its content
-    /// ([`AuditEvent::compute_hash`]), e.g. on another thread.
-    pub fn push_hashed(&mut self, event: &AuditEvent, computed: &str) -> Result<(), ChainBreak> {
-        self.check(
-            event.seq,
-            &event.prev_hash,
-            &event.hash,
-            Ok(computed == event.hash),
-        )
+        let intact = event.compute_hash() == event.hash;
+        self.check(event.seq, &event.prev_hash, &event.hash, Ok(intact))
     }
 
     /// Checks the next event, as a store read it back ([`ChainLink`]).
