@@ -21,6 +21,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+/// The allocator the `countersign` binary uses, so the in-process server is measured as it
+/// runs in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Options from the command line.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -21,6 +21,12 @@ use countersign_config::{Env, Settings};
 use commands::{decide, explain, gates, login, requests, run, wait};
 use failure::{EXIT_CODES_HELP, Outcome};
 
+/// mimalloc instead of the system allocator: a server's requests allocate many small,
+/// short-lived values across threads, where glibc's allocator spends a large share of the CPU
+/// (see `bench/README.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// countersign: approvals for risky actions, decided by the people your identity provider
 /// vouches for.
 #[derive(Debug, Parser)]
