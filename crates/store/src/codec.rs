@@ -317,39 +317,129 @@ impl RequestRow {
     }
 
     pub fn decode(self, decisions: Vec<Decision>) -> Result<Request, StoreError> {
-        const WHAT: &str = "request";
         let id = self.id.as_str();
-        let params: BTreeMap<String, Value> = from_json(WHAT, id, "params", &self.params)?;
-        let requester: Principal = from_json(WHAT, id, "requester", &self.requester)?;
+        StoredRequest {
+            id: Cow::Borrowed(id),
+            gate: self.gate,
+            state: Cow::Borrowed(&self.state),
+            approval: self.approval.as_deref().map(Cow::Borrowed),
+            version: self.version,
+            params: from_json(REQUEST, id, "params", &self.params)?,
+            reason: self.reason,
+            ticket: self.ticket,
+            requester: from_json(REQUEST, id, "requester", &self.requester)?,
+            duration_secs: self.duration_secs,
+            digest: Cow::Borrowed(&self.digest),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            decided_at: self.decided_at,
+            updated_at: self.updated_at,
+            decisions: Vec::new(),
+        }
+        .assemble(decisions)
+    }
+}
+
+const REQUEST: &str = "request";
+const DECISION_ON: &str = "decision on";
+
+/// A request with its decisions as SQLite hands it over in one JSON value (see
+/// [`crate::sql::SQLITE_REQUESTS_JSON`]): the JSON columns nested as values rather than quoted
+/// as text, so each is parsed once, straight into the domain type.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct StoredRequest<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    gate: String,
+    #[serde(borrow)]
+    state: Cow<'a, str>,
+    #[serde(borrow)]
+    approval: Option<Cow<'a, str>>,
+    version: i64,
+    params: BTreeMap<String, Value>,
+    reason: Option<String>,
+    ticket: Option<String>,
+    requester: Principal,
+    duration_secs: i64,
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    created_at: i64,
+    expires_at: i64,
+    decided_at: Option<i64>,
+    updated_at: i64,
+    #[serde(borrow)]
+    decisions: Vec<StoredDecision<'a>>,
+}
+
+/// A decision inside a [`StoredRequest`].
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct StoredDecision<'a> {
+    approver: Principal,
+    #[serde(borrow)]
+    verdict: Cow<'a, str>,
+    comment: Option<String>,
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    at: i64,
+    eligible_rules: Vec<String>,
+}
+
+impl StoredRequest<'_> {
+    pub fn decode(mut self) -> Result<Request, StoreError> {
+        let decisions = std::mem::take(&mut self.decisions)
+            .into_iter()
+            .map(|d| d.decode(&self.id))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.assemble(decisions)
+    }
+
+    /// The request, with `decisions` (already decoded) in place of its own.
+    fn assemble(self, decisions: Vec<Decision>) -> Result<Request, StoreError> {
+        let id = self.id.as_ref();
         Ok(Request {
             id: id
                 .parse::<RequestId>()
-                .map_err(|_| unreadable(WHAT, "(id)", "the id is not a request id"))?,
+                .map_err(|_| unreadable(REQUEST, "(id)", "the id is not a request id"))?,
             gate: self.gate,
-            params,
+            params: self.params,
             reason: self.reason,
             ticket: self.ticket,
-            requester,
+            requester: self.requester,
             duration_secs: self.duration_secs,
-            digest: digest(WHAT, id, &self.digest)?,
+            digest: digest(REQUEST, id, &self.digest)?,
             state: State::parse(&self.state)
-                .ok_or_else(|| unreadable(WHAT, id, "unknown state"))?,
+                .ok_or_else(|| unreadable(REQUEST, id, "unknown state"))?,
             approval: match self.approval.as_deref() {
                 None => None,
                 Some(text) => Some(
                     parse_approval(text)
-                        .ok_or_else(|| unreadable(WHAT, id, "unknown approval path"))?,
+                        .ok_or_else(|| unreadable(REQUEST, id, "unknown approval path"))?,
                 ),
             },
             version: self.version,
-            created_at: instant(WHAT, id, "created_at", self.created_at)?,
-            expires_at: instant(WHAT, id, "expires_at", self.expires_at)?,
+            created_at: instant(REQUEST, id, "created_at", self.created_at)?,
+            expires_at: instant(REQUEST, id, "expires_at", self.expires_at)?,
             decided_at: match self.decided_at {
                 None => None,
-                Some(ms) => Some(instant(WHAT, id, "decided_at", ms)?),
+                Some(ms) => Some(instant(REQUEST, id, "decided_at", ms)?),
             },
-            updated_at: instant(WHAT, id, "updated_at", self.updated_at)?,
+            updated_at: instant(REQUEST, id, "updated_at", self.updated_at)?,
             decisions,
+        })
+    }
+}
+
+impl StoredDecision<'_> {
+    fn decode(self, request_id: &str) -> Result<Decision, StoreError> {
+        let id = request_id;
+        Ok(Decision {
+            approver: self.approver,
+            verdict: parse_verdict(&self.verdict)
+                .ok_or_else(|| unreadable(DECISION_ON, id, "unknown verdict"))?,
+            comment: self.comment,
+            digest: digest(DECISION_ON, id, &self.digest)?,
+            at: instant(DECISION_ON, id, "at", self.at)?,
+            eligible_rules: self.eligible_rules,
         })
     }
 }
@@ -389,17 +479,16 @@ impl DecisionRow {
     }
 
     pub fn decode(self) -> Result<Decision, StoreError> {
-        const WHAT: &str = "decision on";
         let id = self.request_id.as_str();
-        Ok(Decision {
-            approver: from_json(WHAT, id, "approver", &self.approver)?,
-            verdict: parse_verdict(&self.verdict)
-                .ok_or_else(|| unreadable(WHAT, id, "unknown verdict"))?,
+        StoredDecision {
+            approver: from_json(DECISION_ON, id, "approver", &self.approver)?,
+            verdict: Cow::Borrowed(&self.verdict),
             comment: self.comment,
-            digest: digest(WHAT, id, &self.digest)?,
-            at: instant(WHAT, id, "at", self.at)?,
-            eligible_rules: from_json(WHAT, id, "eligible_rules", &self.eligible_rules)?,
-        })
+            digest: Cow::Borrowed(&self.digest),
+            at: self.at,
+            eligible_rules: from_json(DECISION_ON, id, "eligible_rules", &self.eligible_rules)?,
+        }
+        .decode(id)
     }
 }
 

@@ -107,6 +107,36 @@ macro_rules! sqlite_decisions_json {
 /// See [`sqlite_decisions_json`].
 pub(crate) const SQLITE_DECISIONS_JSON: &str = sqlite_decisions_json!();
 
+/// SQLite: requests with their decisions as one JSON array of objects named like
+/// [`crate::codec::StoredRequest`]'s fields, the stored JSON columns nested as values rather
+/// than quoted as text: one row to hand over from the database thread instead of one per
+/// request, and each stored JSON text parsed once. (Not ordered inside the aggregate; the
+/// reader sorts by id.) The requests are selected `FROM` what follows, named `page`.
+macro_rules! sqlite_requests_json {
+    () => {
+        "SELECT json_group_array(json_object('id', page.id, 'gate', page.gate, \
+         'state', page.state, 'approval', page.approval, 'version', page.version, \
+         'params', json(page.params), 'reason', page.reason, 'ticket', page.ticket, \
+         'requester', json(page.requester), 'duration_secs', page.duration_secs, \
+         'digest', page.digest, 'created_at', page.created_at, 'expires_at', page.expires_at, \
+         'decided_at', page.decided_at, 'updated_at', page.updated_at, \
+         'decisions', json((SELECT json_group_array(json_object('approver', json(d.approver), \
+         'verdict', d.verdict, 'comment', d.comment, 'digest', d.digest, 'at', d.at, \
+         'eligible_rules', json(d.eligible_rules)) ORDER BY d.ordinal) \
+         FROM decisions d WHERE d.request_id = page.id)))) FROM "
+    };
+}
+
+/// See [`sqlite_requests_json`]; a page of requests follows, as a subquery named `page`.
+pub(crate) const SQLITE_REQUESTS_JSON: &str = sqlite_requests_json!();
+
+/// SQLite: one request and its decisions, as [`SQLITE_REQUESTS_JSON`] (an empty array when
+/// there is no such request).
+pub(crate) const SQLITE_REQUEST_JSON: &str = concat!(
+    sqlite_requests_json!(),
+    "requests AS page WHERE page.id = $1"
+);
+
 /// SQLite: one request and its decisions ([`SQLITE_DECISIONS_JSON`]).
 pub(crate) const SQLITE_SELECT_REQUEST: &str = concat!(
     "SELECT ",

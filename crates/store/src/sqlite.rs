@@ -38,8 +38,8 @@ use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 
 use crate::codec::{
     DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
-    StoredEventRow, attempt_columns, bind_decision, bind_delivery, bind_event, bind_grant,
-    bind_key, bind_login, bind_request, bind_session, bind_session_update, lease_end,
+    StoredEventRow, StoredRequest, attempt_columns, bind_decision, bind_delivery, bind_event,
+    bind_grant, bind_key, bind_login, bind_request, bind_session, bind_session_update, lease_end,
 };
 use crate::error::{backend, grant_refused, is_unique_violation};
 use crate::group_commit::{Batch, Writer};
@@ -215,7 +215,87 @@ fn read_request_with_decisions(
     Ok((request, decisions))
 }
 
+/// `WHERE`, `ORDER BY` and `LIMIT` of a listing of `requests`.
+fn push_request_filter(q: &mut QueryBuilder<Sqlite>, filter: &RequestFilter) {
+    q.push(" WHERE 1 = 1");
+    if let Some(state) = filter.state {
+        q.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(gate) = &filter.gate {
+        q.push(" AND gate = ").push_bind(gate.as_str());
+    }
+    if let Some(who) = &filter.requester {
+        q.push(" AND requester_issuer = ")
+            .push_bind(who.issuer.as_str())
+            .push(" AND requester_subject = ")
+            .push_bind(who.subject.as_str());
+    }
+    if let Some(after) = &filter.after {
+        let op = match filter.order {
+            Order::OldestFirst => " AND id > ",
+            Order::NewestFirst => " AND id < ",
+        };
+        q.push(op).push_bind(after.to_string());
+    }
+    q.push(match filter.order {
+        Order::OldestFirst => " ORDER BY id ASC LIMIT ",
+        Order::NewestFirst => " ORDER BY id DESC LIMIT ",
+    })
+    .push_bind(sql::page_size(filter.limit, sql::MAX_REQUEST_PAGE));
+}
+
+/// The requests of a page read as one JSON value ([`sql::SQLITE_REQUESTS_JSON`]), in `order`.
+/// `None` when the page cannot be read that way, e.g. when a stored JSON column is not JSON
+/// (SQLite refuses the whole statement) or a row does not decode: the caller then reads the
+/// page row by row, which names the row that is wrong (and reports any error of the database).
+fn requests_in_page(page: Result<String, sqlx::Error>, order: Order) -> Option<Vec<Request>> {
+    let page = page.ok()?;
+    let rows = serde_json::from_str::<Vec<StoredRequest>>(&page).ok()?;
+    let mut requests = rows
+        .into_iter()
+        .map(StoredRequest::decode)
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    requests.sort_unstable_by_key(|r| r.id);
+    if order == Order::NewestFirst {
+        requests.reverse();
+    }
+    Some(requests)
+}
+
 impl SqliteStore {
+    /// A listing of requests as one JSON value ([`sql::SQLITE_REQUESTS_JSON`]).
+    async fn requests_page(&self, filter: &RequestFilter) -> Result<String, sqlx::Error> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(sql::SQLITE_REQUESTS_JSON);
+        q.push("(SELECT ")
+            .push(sql::REQUEST_COLUMNS)
+            .push(" FROM requests");
+        push_request_filter(&mut q, filter);
+        q.push(") AS page");
+        q.build_query_scalar().fetch_one(&self.pool).await
+    }
+
+    /// A listing of requests read row by row: slower than [`Self::requests_page`], but a row
+    /// that cannot be read is named.
+    async fn requests_by_rows(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
+        q.push(sql::REQUEST_COLUMNS)
+            .push(", ")
+            .push(sql::SQLITE_DECISIONS_JSON)
+            .push(" FROM requests");
+        push_request_filter(&mut q, filter);
+        q.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("listing requests", e))?
+            .iter()
+            .map(|row| {
+                let (request, decisions) = read_request_with_decisions(row)?;
+                request.decode(decisions)
+            })
+            .collect()
+    }
+
     /// A page of events as one JSON array ([`sql::SQLITE_EVENTS_JSON`]): long pages (`audit
     /// verify`) would otherwise pay a hand-over between threads for every event.
     async fn events_page(&self, query: &AuditQuery) -> Result<String, StoreError> {
@@ -280,6 +360,13 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all, fields(request_id = %id))]
     async fn get_request(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
         // One statement: the request and its decisions come from the same snapshot.
+        let page = sqlx::query_scalar(sql::SQLITE_REQUEST_JSON)
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await;
+        if let Some(requests) = requests_in_page(page, Order::OldestFirst) {
+            return Ok(requests.into_iter().next());
+        }
         let Some(row) = sqlx::query(sql::SQLITE_SELECT_REQUEST)
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -355,45 +442,11 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
         // One statement: the requests and their decisions come from the same snapshot.
-        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT ");
-        q.push(sql::REQUEST_COLUMNS)
-            .push(", ")
-            .push(sql::SQLITE_DECISIONS_JSON)
-            .push(" FROM requests WHERE 1 = 1");
-        if let Some(state) = filter.state {
-            q.push(" AND state = ").push_bind(state.as_str());
+        let page = self.requests_page(filter).await;
+        match requests_in_page(page, filter.order) {
+            Some(requests) => Ok(requests),
+            None => self.requests_by_rows(filter).await,
         }
-        if let Some(gate) = &filter.gate {
-            q.push(" AND gate = ").push_bind(gate.as_str());
-        }
-        if let Some(who) = &filter.requester {
-            q.push(" AND requester_issuer = ")
-                .push_bind(who.issuer.as_str())
-                .push(" AND requester_subject = ")
-                .push_bind(who.subject.as_str());
-        }
-        if let Some(after) = &filter.after {
-            let op = match filter.order {
-                Order::OldestFirst => " AND id > ",
-                Order::NewestFirst => " AND id < ",
-            };
-            q.push(op).push_bind(after.to_string());
-        }
-        q.push(match filter.order {
-            Order::OldestFirst => " ORDER BY id ASC LIMIT ",
-            Order::NewestFirst => " ORDER BY id DESC LIMIT ",
-        })
-        .push_bind(sql::page_size(filter.limit, sql::MAX_REQUEST_PAGE));
-        q.build()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| backend("listing requests", e))?
-            .iter()
-            .map(|row| {
-                let (request, decisions) = read_request_with_decisions(row)?;
-                request.decode(decisions)
-            })
-            .collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -973,5 +1026,120 @@ impl SessionStore for SqliteStore {
                 })
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use countersign_core::Principal;
+    use serde_json::json;
+
+    use super::*;
+
+    /// Two requests, one with decisions, written as any writer would leave them.
+    async fn store_with_requests() -> (SqliteStore, Vec<RequestId>) {
+        let store = SqliteStore::connect("sqlite::memory:").await.expect("open");
+        store.migrate().await.expect("migrate");
+        let mut alice = Principal::human("okta", "alice");
+        alice.name = Some("Alice \"Al\" Ærø".into());
+        alice.groups = vec!["dev".into(), "on-call".into()];
+        for (k, v) in [
+            ("team", json!("payments")),
+            ("weights", json!([0.5, 1e-7, 12345678901234i64, -0.0])),
+            ("nested", json!({"a": [null, true, {"b": "\u{1F600}\n"}]})),
+        ] {
+            alice.claims.insert(k.into(), v);
+        }
+        let mut params = BTreeMap::new();
+        params.insert("service".to_string(), json!("api"));
+        params.insert("ratio".to_string(), json!(0.30000000000000004));
+        params.insert("big".to_string(), json!(u64::MAX));
+        let digest = countersign_core::request::content_digest(
+            "deploy",
+            &params,
+            Some("why"),
+            None,
+            900,
+            &alice,
+        );
+        let bob = Principal::human("okta", "bob");
+        let mut ids = Vec::new();
+        for ms in [1_000, 2_000] {
+            let id = RequestId::generate(countersign_core::time::from_millis(ms).expect("time"));
+            sqlx::query(sql::INSERT_REQUEST)
+                .bind(id.to_string())
+                .bind("deploy")
+                .bind(if ms == 1_000 { "pending" } else { "approved" })
+                .bind((ms == 2_000).then_some("quorum"))
+                .bind(3_i64)
+                .bind(serde_json::to_string(&params).expect("json"))
+                .bind("why")
+                .bind(None::<String>)
+                .bind(serde_json::to_string(&alice).expect("json"))
+                .bind("okta")
+                .bind("alice")
+                .bind(900_i64)
+                .bind(digest.to_string())
+                .bind(ms)
+                .bind(ms + 3_600_000)
+                .bind((ms == 2_000).then_some(ms + 5))
+                .bind(ms + 5)
+                .execute(store.pool())
+                .await
+                .expect("insert request");
+            ids.push(id);
+        }
+        for (who, verdict, comment) in [(&bob, "approve", Some("ok ✓")), (&alice, "reject", None)]
+        {
+            sqlx::query(sql::INSERT_DECISION)
+                .bind(ids[1].to_string())
+                .bind(&who.identity.issuer)
+                .bind(&who.identity.subject)
+                .bind(serde_json::to_string(&who.summary()).expect("json"))
+                .bind(verdict)
+                .bind(comment)
+                .bind(digest.to_string())
+                .bind(2_003_i64)
+                .bind(r#"["sre","security"]"#)
+                .execute(store.pool())
+                .await
+                .expect("insert decision");
+        }
+        (store, ids)
+    }
+
+    #[tokio::test]
+    async fn a_page_read_as_json_decodes_like_its_rows() {
+        let (store, ids) = store_with_requests().await;
+        let mut newest = Vec::new();
+        for order in [Order::OldestFirst, Order::NewestFirst] {
+            let filter = RequestFilter {
+                order,
+                limit: 10,
+                ..Default::default()
+            };
+            let by_rows = store.requests_by_rows(&filter).await.expect("rows");
+            assert_eq!(by_rows.len(), 2);
+            assert_eq!(by_rows[0].decisions.len() + by_rows[1].decisions.len(), 2);
+            // The JSON page must decode by itself: falling back to rows would hide a slow path.
+            let page = store.requests_page(&filter).await;
+            assert_eq!(requests_in_page(page, order), Some(by_rows.clone()));
+            assert_eq!(store.list_requests(&filter).await.expect("list"), by_rows);
+            newest = by_rows;
+        }
+        let page = sqlx::query_scalar(sql::SQLITE_REQUEST_JSON)
+            .bind(ids[1].to_string())
+            .fetch_one(store.pool())
+            .await;
+        let one = requests_in_page(page, Order::OldestFirst).expect("read as JSON");
+        assert_eq!(one, newest[..1].to_vec());
+        let missing = RequestId::generate(countersign_core::time::from_millis(9).expect("time"));
+        let page = sqlx::query_scalar(sql::SQLITE_REQUEST_JSON)
+            .bind(missing.to_string())
+            .fetch_one(store.pool())
+            .await;
+        assert_eq!(requests_in_page(page, Order::OldestFirst), Some(Vec::new()));
     }
 }

@@ -117,6 +117,7 @@ conformance!(
     cas_bumps_version_and_chains_events,
     stale_cas_conflicts_and_changes_nothing,
     unknown_request_is_not_found,
+    unreadable_stored_request_is_named,
     revocation_keeps_approval_and_decision_time,
     duplicate_decision_is_refused_whole,
     fifty_concurrent_deciders_one_winner,
@@ -608,6 +609,74 @@ mod cases {
             .await;
         assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
         assert!(all_events(&db).await.is_empty());
+    }
+
+    pub async fn unreadable_stored_request_is_named(db: Db) {
+        let alice = person("okta", "alice");
+        let good = request(0, "deploy-prod", &alice);
+        let bad = request(10, "deploy-prod", &alice);
+        for req in [&good, &bad] {
+            db.store
+                .insert_request(req, &created(req), &[])
+                .await
+                .expect("insert");
+        }
+        db.store
+            .apply(&vote(&bad, 1, &person("okta", "bob")))
+            .await
+            .expect("vote");
+        let all = RequestFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let unreadable = |err: StoreError, what: &str| {
+            let text = err.to_string();
+            assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+            assert!(
+                text.contains(&bad.id.to_string()),
+                "names the request: {text}"
+            );
+            assert!(text.contains(what), "names {what}: {text}");
+        };
+
+        // A stored JSON column that is not JSON, then one that is JSON of the wrong shape.
+        for requester in ["{", r#"{"identity": 7}"#] {
+            db.exec(&format!(
+                "UPDATE requests SET requester = '{requester}' WHERE id = '{}'",
+                bad.id
+            ))
+            .await;
+            let err = db.store.get_request(&bad.id).await.expect_err("unreadable");
+            unreadable(err, "requester");
+            let err = db.store.list_requests(&all).await.expect_err("unreadable");
+            unreadable(err, "requester");
+        }
+        db.exec(&format!(
+            "UPDATE requests SET requester = (SELECT requester FROM requests WHERE id = '{}') \
+             WHERE id = '{}'",
+            good.id, bad.id
+        ))
+        .await;
+        db.exec(&format!(
+            "UPDATE decisions SET approver = '[' WHERE request_id = '{}'",
+            bad.id
+        ))
+        .await;
+        let err = db.store.get_request(&bad.id).await.expect_err("unreadable");
+        unreadable(err, "decision on");
+        db.exec(&format!(
+            "UPDATE decisions SET approver = '{{}}' WHERE request_id = '{}'",
+            bad.id
+        ))
+        .await;
+        let err = db.store.list_requests(&all).await.expect_err("unreadable");
+        unreadable(err, "decision on");
+
+        // The other request still reads, and nothing was changed by the failed reads.
+        assert_eq!(
+            db.store.get_request(&good.id).await.expect("get"),
+            Some(good.clone())
+        );
     }
 
     pub async fn revocation_keeps_approval_and_decision_time(db: Db) {
