@@ -108,22 +108,34 @@ macro_rules! sqlite_decisions_json {
 pub(crate) const SQLITE_DECISIONS_JSON: &str = sqlite_decisions_json!();
 
 /// SQLite: requests with their decisions as one JSON array of objects named like
-/// [`crate::codec::StoredRequest`]'s fields, the stored JSON columns nested as values rather
-/// than quoted as text: one row to hand over from the database thread instead of one per
-/// request, and each stored JSON text parsed once. (Not ordered inside the aggregate; the
-/// reader sorts by id.) The requests are selected `FROM` what follows, named `page`.
+/// [`crate::codec::StoredRequest`]'s fields: one row to hand over from the database thread
+/// instead of one per request. The stored JSON columns (parameters, requester, a decision's
+/// approver and rules) are spliced in as they are stored, neither quoted as text nor parsed by
+/// SQLite, so that each is parsed once, by the reader, straight into the domain type; every
+/// other column goes through `json_quote`. A stored column that is not JSON makes the whole
+/// array unreadable, and the reader falls back to reading rows. (Not ordered inside the
+/// aggregate; the reader sorts by id.) The requests are selected `FROM` what follows, named
+/// `page`.
 macro_rules! sqlite_requests_json {
     () => {
-        "SELECT json_group_array(json_object('id', page.id, 'gate', page.gate, \
-         'state', page.state, 'approval', page.approval, 'version', page.version, \
-         'params', json(page.params), 'reason', page.reason, 'ticket', page.ticket, \
-         'requester', json(page.requester), 'duration_secs', page.duration_secs, \
-         'digest', page.digest, 'created_at', page.created_at, 'expires_at', page.expires_at, \
-         'decided_at', page.decided_at, 'updated_at', page.updated_at, \
-         'decisions', json((SELECT json_group_array(json_object('approver', json(d.approver), \
-         'verdict', d.verdict, 'comment', d.comment, 'digest', d.digest, 'at', d.at, \
-         'eligible_rules', json(d.eligible_rules)) ORDER BY d.ordinal) \
-         FROM decisions d WHERE d.request_id = page.id)))) FROM "
+        r#"SELECT '[' || coalesce(group_concat('{"id":' || json_quote(page.id)
+         || ',"gate":' || json_quote(page.gate) || ',"state":' || json_quote(page.state)
+         || ',"approval":' || json_quote(page.approval)
+         || ',"version":' || json_quote(page.version) || ',"params":' || page.params
+         || ',"reason":' || json_quote(page.reason) || ',"ticket":' || json_quote(page.ticket)
+         || ',"requester":' || page.requester
+         || ',"duration_secs":' || json_quote(page.duration_secs)
+         || ',"digest":' || json_quote(page.digest)
+         || ',"created_at":' || json_quote(page.created_at)
+         || ',"expires_at":' || json_quote(page.expires_at)
+         || ',"decided_at":' || json_quote(page.decided_at)
+         || ',"updated_at":' || json_quote(page.updated_at)
+         || ',"decisions":[' || coalesce((SELECT group_concat('{"approver":' || d.approver
+             || ',"verdict":' || json_quote(d.verdict) || ',"comment":' || json_quote(d.comment)
+             || ',"digest":' || json_quote(d.digest) || ',"at":' || json_quote(d.at)
+             || ',"eligible_rules":' || d.eligible_rules || '}', ',' ORDER BY d.ordinal)
+             FROM decisions d WHERE d.request_id = page.id), '')
+         || ']}', ','), '') || ']' FROM "#
     };
 }
 

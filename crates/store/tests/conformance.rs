@@ -651,6 +651,18 @@ mod cases {
             let err = db.store.list_requests(&all).await.expect_err("unreadable");
             unreadable(err, "requester");
         }
+        // A stored value that is JSON followed by more: spliced into a page, it would read as
+        // a field of the request; it must be refused as the unreadable column it is.
+        db.exec(&format!(
+            "UPDATE requests SET requester = (SELECT requester FROM requests WHERE id = '{}') \
+             || ', \"state\": \"approved\"' WHERE id = '{}'",
+            good.id, bad.id
+        ))
+        .await;
+        let err = db.store.get_request(&bad.id).await.expect_err("unreadable");
+        unreadable(err, "requester");
+        let err = db.store.list_requests(&all).await.expect_err("unreadable");
+        unreadable(err, "requester");
         db.exec(&format!(
             "UPDATE requests SET requester = (SELECT requester FROM requests WHERE id = '{}') \
              WHERE id = '{}'",
