@@ -346,7 +346,11 @@ const DECISION_ON: &str = "decision on";
 /// A request with its decisions as SQLite hands it over in one JSON value (see
 /// [`crate::sql::SQLITE_REQUESTS_JSON`]): the JSON columns nested as values rather than quoted
 /// as text, so each is parsed once, straight into the domain type.
+///
+/// Unknown and repeated fields are refused: a stored JSON column followed by more text would
+/// otherwise read as fields of the request.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StoredRequest<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
@@ -373,6 +377,7 @@ pub(crate) struct StoredRequest<'a> {
 
 /// A decision inside a [`StoredRequest`].
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StoredDecision<'a> {
     approver: Principal,
     #[serde(borrow)]

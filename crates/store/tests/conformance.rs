@@ -653,16 +653,18 @@ mod cases {
         }
         // A stored value that is JSON followed by more: spliced into a page, it would read as
         // a field of the request; it must be refused as the unreadable column it is.
-        db.exec(&format!(
-            "UPDATE requests SET requester = (SELECT requester FROM requests WHERE id = '{}') \
-             || ', \"state\": \"approved\"' WHERE id = '{}'",
-            good.id, bad.id
-        ))
-        .await;
-        let err = db.store.get_request(&bad.id).await.expect_err("unreadable");
-        unreadable(err, "requester");
-        let err = db.store.list_requests(&all).await.expect_err("unreadable");
-        unreadable(err, "requester");
+        for more in [r#", "state": "approved""#, r#", "note": 1"#] {
+            db.exec(&format!(
+                "UPDATE requests SET requester = (SELECT requester FROM requests \
+                 WHERE id = '{}') || '{more}' WHERE id = '{}'",
+                good.id, bad.id
+            ))
+            .await;
+            let err = db.store.get_request(&bad.id).await.expect_err("unreadable");
+            unreadable(err, "requester");
+            let err = db.store.list_requests(&all).await.expect_err("unreadable");
+            unreadable(err, "requester");
+        }
         db.exec(&format!(
             "UPDATE requests SET requester = (SELECT requester FROM requests WHERE id = '{}') \
              WHERE id = '{}'",
