@@ -157,6 +157,31 @@ impl<'v> Bindings<'v> {
         }
     }
 
+    /// These bindings with one variable added in an inner scope, its value built directly
+    /// (see [`CelValue`]) rather than converted from JSON; an `Err` makes every condition
+    /// evaluated with the new bindings false.
+    pub fn with_value<'b>(
+        &'b self,
+        name: &str,
+        value: Result<CelValue<'b>, String>,
+    ) -> Bindings<'b> {
+        match (&self.context, value) {
+            (Ok(context), Ok(value)) => {
+                let mut context = context.new_inner_scope();
+                context.add_variable_as_val(name, value);
+                Bindings {
+                    context: Ok(context),
+                }
+            }
+            (Err(e), _) => Bindings {
+                context: Err(e.clone()),
+            },
+            (_, Err(e)) => Bindings {
+                context: Err(format!("variable {name}: {e}")),
+            },
+        }
+    }
+
     fn bind<'j>(
         mut context: cel::Context<'v, 'v>,
         variables: &[(&str, &'j Value)],
@@ -251,6 +276,50 @@ fn to_cel<'j, 'v, S: Strings<'j, 'v>>(value: &'j Value) -> Result<Box<dyn Val + 
             Box::new(CelMap::from(map))
         }
     })
+}
+
+/// A CEL value built directly from domain types, borrowing their strings: for a value that
+/// is bound for every request of a listing, where building its JSON first would copy it once
+/// more. Its shape must be the one the JSON form converts to (see the tests of
+/// `Request::to_cel`).
+pub type CelValue<'v> = Box<dyn Val + 'v>;
+
+/// A CEL string.
+pub fn cel_string(s: &str) -> CelValue<'_> {
+    Box::new(Borrowed::string(s))
+}
+
+/// A CEL integer, typed as its JSON form converts: `uint` when non-negative, else `int`.
+pub fn cel_integer(i: i64) -> CelValue<'static> {
+    match u64::try_from(i) {
+        Ok(u) => Box::new(CelUInt::from(u)),
+        Err(_) => Box::new(CelInt::from(i)),
+    }
+}
+
+/// A CEL `null`.
+pub fn cel_null() -> CelValue<'static> {
+    Box::new(CelNull)
+}
+
+/// A CEL list.
+pub fn cel_list(items: Vec<CelValue<'_>>) -> CelValue<'_> {
+    Box::new(CelList::from(items))
+}
+
+/// A CEL map with string keys.
+pub fn cel_map<'v>(entries: impl IntoIterator<Item = (&'v str, CelValue<'v>)>) -> CelValue<'v> {
+    Box::new(CelMap::from(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Borrowed::key(k), v))
+            .collect::<HashMap<_, _>>(),
+    ))
+}
+
+/// A JSON value as CEL, as [`Bindings::new`] converts it.
+pub fn cel_json(value: &Value) -> Result<CelValue<'_>, String> {
+    to_cel::<Borrowed>(value)
 }
 
 impl fmt::Debug for Bindings<'_> {

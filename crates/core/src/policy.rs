@@ -82,8 +82,7 @@ impl<'p> Approver<'p> {
 
     /// Every rule's `approvers` condition on `request`: see [`approver_checks`].
     pub fn checks(&self, gate: &Gate, request: &Request) -> Vec<RuleCheck> {
-        let request_value = request.to_condition_value();
-        let bindings = self.bindings.with(&[("request", &request_value)]);
+        let bindings = self.bindings.with_value("request", request.to_cel());
         gate.rules
             .iter()
             .map(|rule| {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::condition::{CelValue, cel_json, cel_list, cel_map, cel_null, cel_string};
 use crate::time::Timestamp;
 
 /// The key of a person or workload: the configured issuer's name and the stable subject.
@@ -138,6 +139,38 @@ impl Principal {
         });
         value.insert("actor".into(), actor);
         Value::Object(value)
+    }
+
+    /// [`Self::to_condition_value`] built as CEL directly, borrowing from `self`.
+    pub fn to_cel(&self) -> Result<CelValue<'_>, String> {
+        let claims = self
+            .claims
+            .iter()
+            .map(|(k, v)| Ok((k.as_str(), cel_json(v)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let actor = match &self.actor {
+            None => cel_null(),
+            Some(a) => cel_map([
+                ("issuer", cel_string(&a.issuer)),
+                ("subject", cel_string(&a.subject)),
+            ]),
+        };
+        Ok(cel_map([
+            ("issuer", cel_string(&self.identity.issuer)),
+            ("subject", cel_string(&self.identity.subject)),
+            ("kind", cel_string(self.kind.as_str())),
+            ("name", cel_string(self.name.as_deref().unwrap_or_default())),
+            (
+                "email",
+                cel_string(self.email.as_deref().unwrap_or_default()),
+            ),
+            (
+                "groups",
+                cel_list(self.groups.iter().map(|g| cel_string(g)).collect()),
+            ),
+            ("claims", cel_map(claims)),
+            ("actor", actor),
+        ]))
     }
 
     /// A shortened copy kept with a decision: identity, kind, name and e-mail, no claims.

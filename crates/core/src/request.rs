@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::condition::{CelValue, cel_integer, cel_json, cel_map, cel_string};
 use crate::ids::{Digest, RequestId};
 use crate::principal::Principal;
 use crate::time::Timestamp;
@@ -178,6 +179,30 @@ impl Request {
             .find(|d| d.approver.identity == principal.identity)
     }
 
+    /// The value conditions see as `request`, built as CEL directly, borrowing from `self`:
+    /// what [`Self::to_condition_value`] converts to, without the JSON copy.
+    pub fn to_cel(&self) -> Result<CelValue<'_>, String> {
+        let params = self
+            .params
+            .iter()
+            .map(|(k, v)| Ok((k.as_str(), cel_json(v)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(cel_map([
+            ("gate", cel_string(&self.gate)),
+            ("params", cel_map(params)),
+            (
+                "reason",
+                cel_string(self.reason.as_deref().unwrap_or_default()),
+            ),
+            (
+                "ticket",
+                cel_string(self.ticket.as_deref().unwrap_or_default()),
+            ),
+            ("duration_seconds", cel_integer(self.duration_secs)),
+            ("requester", self.requester.to_cel()?),
+        ]))
+    }
+
     /// The value conditions see as `request`.
     pub fn to_condition_value(&self) -> Value {
         content_value(
@@ -267,6 +292,88 @@ mod tests {
             });
             let value = content_value("deploy-prod", &params, reason, ticket, 900, &requester);
             assert_eq!(value, expected);
+        }
+    }
+
+    fn sample_request(requester: Principal, params: BTreeMap<String, Value>) -> Request {
+        let at = crate::time::from_millis(1_000).expect("time");
+        Request {
+            id: RequestId::generate(at),
+            gate: "deploy-prod".into(),
+            digest: content_digest("deploy-prod", &params, None, None, 900, &requester),
+            params,
+            reason: None,
+            ticket: Some("INC-1".into()),
+            requester,
+            duration_secs: 900,
+            state: State::Pending,
+            approval: None,
+            version: 1,
+            created_at: at,
+            expires_at: at,
+            decided_at: None,
+            updated_at: at,
+            decisions: Vec::new(),
+        }
+    }
+
+    /// `Request::to_cel` builds exactly the CEL value its JSON form converts to: equal under
+    /// CEL equality, map by map, with the same number types.
+    #[test]
+    fn cel_value_is_the_json_form_converted() {
+        use crate::condition::{Bindings, Condition};
+        let mut human = Principal::human("https://idp.example", "alice");
+        human.name = Some("Alice \"Al\"".into());
+        human.email = Some("alice@example.com".into());
+        human.groups = vec!["dev".into(), "sre".into()];
+        for (k, v) in [
+            ("team", json!("payments")),
+            ("level", json!(-3)),
+            ("weights", json!([0.5, 1e-7, u64::MAX])),
+            ("nested", json!({"a": [null, true, {"b": "c"}]})),
+        ] {
+            human.claims.insert(k.into(), v);
+        }
+        let mut workload = Principal::human("https://ci.example", "repo:acme/app");
+        workload.kind = crate::principal::PrincipalKind::Workload;
+        workload.actor = Some(crate::principal::Identity::new(
+            "https://idp.example",
+            "alice",
+        ));
+        let params: BTreeMap<String, Value> = [
+            ("service".to_owned(), json!("api")),
+            ("replicas".to_owned(), json!(3)),
+            ("ratio".to_owned(), json!(-0.25)),
+            ("tags".to_owned(), json!(["a", {"b": 1}])),
+        ]
+        .into();
+        let same = Condition::compile(
+            "a == b && a.params == b.params && a.requester == b.requester \
+             && a.requester.claims == b.requester.claims && a.requester.actor == b.requester.actor \
+             && type(a.duration_seconds) == type(b.duration_seconds) \
+             && size(a) == size(b) && size(a.requester) == size(b.requester)",
+            &["a", "b"],
+        )
+        .expect("compiles");
+        let mut requests = Vec::new();
+        for (requester, reason, duration) in [
+            (&human, Some("hotfix"), 900),
+            (&workload, None, 0),
+            (&human, None, -5),
+        ] {
+            let mut r = sample_request(requester.clone(), params.clone());
+            r.reason = reason.map(str::to_owned);
+            r.duration_secs = duration;
+            requests.push(r);
+        }
+        for (i, a) in requests.iter().enumerate() {
+            for (j, b) in requests.iter().enumerate() {
+                let json = b.to_condition_value();
+                let bindings = Bindings::new(&[("b", &json)]);
+                let r = same.evaluate_with(&bindings.with_value("a", a.to_cel()));
+                assert_eq!(r.error, None);
+                assert_eq!(r.value, i == j, "request {i} against the JSON of {j}");
+            }
         }
     }
 
