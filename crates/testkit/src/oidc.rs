@@ -17,8 +17,10 @@ use crate::child::{OutputLog, drain};
 use crate::login::{self, Tokens};
 use crate::node;
 
-/// How long a start may take once the packages are installed (it takes well under a second).
-const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a start may take once the packages are installed. Alone it takes well under a
+/// second, but the full suite starts providers from every test binary at once on two cores,
+/// and one start was once seen to take over a minute there.
+const START_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The defaults of `server.js`, repeated here for the requests this side builds.
 const DEFAULT_AUDIENCE: &str = "api://countersign";
