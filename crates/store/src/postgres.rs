@@ -28,7 +28,7 @@ use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
 use countersign_core::ports::{
-    AttemptOutcome, AuditQuery, KeyStore, LoginTransaction, Order, OutboxStore, RequestFilter,
+    AttemptOutcome, AuditQuery, KeyStore, LoginTransaction, OutboxStore, RequestFilter,
     SessionStore, Store, Transition, WebSession,
 };
 use countersign_core::request::{Decision, Request, State};
@@ -369,32 +369,8 @@ impl Store for PostgresStore {
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
         let mut tx = self.begin_read().await?;
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
-        q.push(sql::REQUEST_COLUMNS)
-            .push(" FROM requests WHERE 1 = 1");
-        if let Some(state) = filter.state {
-            q.push(" AND state = ").push_bind(state.as_str());
-        }
-        if let Some(gate) = &filter.gate {
-            q.push(" AND gate = ").push_bind(gate.as_str());
-        }
-        if let Some(who) = &filter.requester {
-            q.push(" AND requester_issuer = ")
-                .push_bind(who.issuer.as_str())
-                .push(" AND requester_subject = ")
-                .push_bind(who.subject.as_str());
-        }
-        if let Some(after) = &filter.after {
-            let op = match filter.order {
-                Order::OldestFirst => " AND id > ",
-                Order::NewestFirst => " AND id < ",
-            };
-            q.push(op).push_bind(after.to_string());
-        }
-        q.push(match filter.order {
-            Order::OldestFirst => " ORDER BY id ASC LIMIT ",
-            Order::NewestFirst => " ORDER BY id DESC LIMIT ",
-        })
-        .push_bind(sql::page_size(filter.limit, sql::MAX_REQUEST_PAGE));
+        q.push(sql::REQUEST_COLUMNS).push(" FROM requests");
+        sql::push_request_filter(&mut q, filter);
         let rows = q
             .build()
             .fetch_all(&mut *tx)

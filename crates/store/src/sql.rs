@@ -2,6 +2,8 @@
 //! exactly as PostgreSQL does, so one statement serves both wherever the dialects agree; the
 //! few that differ (locking the chain head) live with their backend.
 
+use countersign_core::ports::{Order, RequestFilter};
+
 // Column lists as macros, so that `concat!` can build whole statements from them at compile time.
 macro_rules! request_columns {
     () => {
@@ -352,6 +354,41 @@ pub(crate) const MAX_REQUEST_PAGE: u32 = 500;
 
 /// The most audit events one page returns.
 pub(crate) const MAX_EVENT_PAGE: u32 = 5000;
+
+/// `WHERE`, `ORDER BY` and `LIMIT` of a listing of `requests`, for either dialect.
+pub(crate) fn push_request_filter<DB>(q: &mut sqlx::QueryBuilder<DB>, filter: &RequestFilter)
+where
+    DB: sqlx::Database,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    q.push(" WHERE 1 = 1");
+    if let Some(state) = filter.state {
+        q.push(" AND state = ").push_bind(state.as_str());
+    }
+    if let Some(gate) = &filter.gate {
+        q.push(" AND gate = ").push_bind(gate.as_str());
+    }
+    if let Some(who) = &filter.requester {
+        q.push(" AND requester_issuer = ")
+            .push_bind(who.issuer.as_str())
+            .push(" AND requester_subject = ")
+            .push_bind(who.subject.as_str());
+    }
+    if let Some(after) = &filter.after {
+        let op = match filter.order {
+            Order::OldestFirst => " AND id > ",
+            Order::NewestFirst => " AND id < ",
+        };
+        q.push(op).push_bind(after.to_string());
+    }
+    q.push(match filter.order {
+        Order::OldestFirst => " ORDER BY id ASC LIMIT ",
+        Order::NewestFirst => " ORDER BY id DESC LIMIT ",
+    })
+    .push_bind(page_size(filter.limit, MAX_REQUEST_PAGE));
+}
 
 /// A caller's limit, capped; 0 (the `Default` of the query types) means "a full page".
 pub(crate) fn page_size(asked: u32, max: u32) -> i64 {

@@ -215,35 +215,6 @@ fn read_request_with_decisions(
     Ok((request, decisions))
 }
 
-/// `WHERE`, `ORDER BY` and `LIMIT` of a listing of `requests`.
-fn push_request_filter(q: &mut QueryBuilder<Sqlite>, filter: &RequestFilter) {
-    q.push(" WHERE 1 = 1");
-    if let Some(state) = filter.state {
-        q.push(" AND state = ").push_bind(state.as_str());
-    }
-    if let Some(gate) = &filter.gate {
-        q.push(" AND gate = ").push_bind(gate.as_str());
-    }
-    if let Some(who) = &filter.requester {
-        q.push(" AND requester_issuer = ")
-            .push_bind(who.issuer.as_str())
-            .push(" AND requester_subject = ")
-            .push_bind(who.subject.as_str());
-    }
-    if let Some(after) = &filter.after {
-        let op = match filter.order {
-            Order::OldestFirst => " AND id > ",
-            Order::NewestFirst => " AND id < ",
-        };
-        q.push(op).push_bind(after.to_string());
-    }
-    q.push(match filter.order {
-        Order::OldestFirst => " ORDER BY id ASC LIMIT ",
-        Order::NewestFirst => " ORDER BY id DESC LIMIT ",
-    })
-    .push_bind(sql::page_size(filter.limit, sql::MAX_REQUEST_PAGE));
-}
-
 /// The requests of a page read as one JSON value ([`sql::SQLITE_REQUESTS_JSON`]), in `order`.
 /// `None` when the page cannot be read that way, e.g. when a stored JSON column is not JSON
 /// (SQLite refuses the whole statement) or a row does not decode: the caller then reads the
@@ -270,7 +241,7 @@ impl SqliteStore {
         q.push("(SELECT ")
             .push(sql::REQUEST_COLUMNS)
             .push(" FROM requests");
-        push_request_filter(&mut q, filter);
+        sql::push_request_filter(&mut q, filter);
         q.push(") AS page");
         q.build_query_scalar().fetch_one(&self.pool).await
     }
@@ -283,7 +254,7 @@ impl SqliteStore {
             .push(", ")
             .push(sql::SQLITE_DECISIONS_JSON)
             .push(" FROM requests");
-        push_request_filter(&mut q, filter);
+        sql::push_request_filter(&mut q, filter);
         q.build()
             .fetch_all(&self.pool)
             .await
