@@ -322,6 +322,18 @@ pub fn cel_json(value: &Value) -> Result<CelValue<'_>, String> {
     to_cel::<Borrowed>(value)
 }
 
+/// A map of JSON values (a JSON object's entries, or parameters) as a CEL map, as
+/// [`Bindings::new`] converts it.
+pub fn cel_json_map<'v>(
+    entries: impl IntoIterator<Item = (&'v String, &'v Value)>,
+) -> Result<CelValue<'v>, String> {
+    let entries = entries
+        .into_iter()
+        .map(|(k, v)| Ok((k.as_str(), cel_json(v)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(cel_map(entries))
+}
+
 impl fmt::Debug for Bindings<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Bindings")

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::condition::{CelValue, cel_json, cel_list, cel_map, cel_null, cel_string};
+use crate::condition::{CelValue, cel_json_map, cel_list, cel_map, cel_null, cel_string};
 use crate::time::Timestamp;
 
 /// The key of a person or workload: the configured issuer's name and the stable subject.
@@ -143,11 +143,6 @@ impl Principal {
 
     /// [`Self::to_condition_value`] built as CEL directly, borrowing from `self`.
     pub fn to_cel(&self) -> Result<CelValue<'_>, String> {
-        let claims = self
-            .claims
-            .iter()
-            .map(|(k, v)| Ok((k.as_str(), cel_json(v)?)))
-            .collect::<Result<Vec<_>, String>>()?;
         let actor = match &self.actor {
             None => cel_null(),
             Some(a) => cel_map([
@@ -168,7 +163,7 @@ impl Principal {
                 "groups",
                 cel_list(self.groups.iter().map(|g| cel_string(g)).collect()),
             ),
-            ("claims", cel_map(claims)),
+            ("claims", cel_json_map(&self.claims)?),
             ("actor", actor),
         ]))
     }

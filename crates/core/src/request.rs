@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::condition::{CelValue, cel_integer, cel_json, cel_map, cel_string};
+use crate::condition::{CelValue, cel_integer, cel_json_map, cel_map, cel_string};
 use crate::ids::{Digest, RequestId};
 use crate::principal::Principal;
 use crate::time::Timestamp;
@@ -182,14 +182,9 @@ impl Request {
     /// The value conditions see as `request`, built as CEL directly, borrowing from `self`:
     /// what [`Self::to_condition_value`] converts to, without the JSON copy.
     pub fn to_cel(&self) -> Result<CelValue<'_>, String> {
-        let params = self
-            .params
-            .iter()
-            .map(|(k, v)| Ok((k.as_str(), cel_json(v)?)))
-            .collect::<Result<Vec<_>, String>>()?;
         Ok(cel_map([
             ("gate", cel_string(&self.gate)),
-            ("params", cel_map(params)),
+            ("params", cel_json_map(&self.params)?),
             (
                 "reason",
                 cel_string(self.reason.as_deref().unwrap_or_default()),
