@@ -317,11 +317,6 @@ pub fn cel_map<'v>(entries: impl IntoIterator<Item = (&'v str, CelValue<'v>)>) -
     ))
 }
 
-/// A JSON value as CEL, as [`Bindings::new`] converts it.
-pub fn cel_json(value: &Value) -> Result<CelValue<'_>, String> {
-    to_cel::<Borrowed>(value)
-}
-
 /// A map of JSON values (a JSON object's entries, or parameters) as a CEL map, as
 /// [`Bindings::new`] converts it.
 pub fn cel_json_map<'v>(
@@ -329,7 +324,7 @@ pub fn cel_json_map<'v>(
 ) -> Result<CelValue<'v>, String> {
     let entries = entries
         .into_iter()
-        .map(|(k, v)| Ok((k.as_str(), cel_json(v)?)))
+        .map(|(k, v)| Ok((k.as_str(), to_cel::<Borrowed>(v)?)))
         .collect::<Result<Vec<_>, String>>()?;
     Ok(cel_map(entries))
 }

@@ -435,8 +435,8 @@ impl StoredRequest<'_> {
 }
 
 impl StoredDecision<'_> {
-    fn decode(self, request_id: &str) -> Result<Decision, StoreError> {
-        let id = request_id;
+    /// The decision, named in errors by its request's `id`.
+    fn decode(self, id: &str) -> Result<Decision, StoreError> {
         Ok(Decision {
             approver: self.approver,
             verdict: parse_verdict(&self.verdict)
