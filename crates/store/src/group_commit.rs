@@ -23,17 +23,22 @@
 //! chain head is read once per batch and written once, just before the commit ([`Batch`]);
 //! the batch holds the database's write lock throughout, so no other process can move the
 //! head in between.
+//!
+//! Jobs name the requests they change ([`Batch::touch`]); once the batch is over, committed
+//! or not, the writer has the store's [`RequestCache`] forget them before it answers anyone.
 
 use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
-use countersign_core::StoreError;
+use countersign_core::{RequestId, StoreError};
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cache::RequestCache;
 use crate::error::backend;
 
 /// A boxed, sendable future borrowing for `'a`.
@@ -61,12 +66,19 @@ pub(crate) struct Batch {
     /// The head as the batch's jobs moved it; `None` until a job appends events (the first
     /// to do so reads it from the database). Written back once, before the commit.
     pub(crate) head: Option<Head>,
+    /// The requests the batch's jobs changed or tried to change.
+    touched: Vec<RequestId>,
 }
 
 impl Batch {
     /// The connection, inside the batch's transaction.
     pub(crate) fn conn(&mut self) -> &mut SqliteConnection {
         &mut self.tx
+    }
+
+    /// Notes that the job changes request `id` (so the request cache forgets it).
+    pub(crate) fn touch(&mut self, id: RequestId) {
+        self.touched.push(id);
     }
 }
 
@@ -84,10 +96,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task for `pool` on the current tokio runtime.
-    pub(crate) fn start(pool: SqlitePool) -> Self {
+    /// Starts the writer task for `pool` on the current tokio runtime; it keeps `cache` true
+    /// to the requests it changes.
+    pub(crate) fn start(pool: SqlitePool, cache: Arc<RequestCache>) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(pool, queue));
+        tokio::spawn(run(pool, cache, queue));
         Self { jobs }
     }
 
@@ -133,21 +146,30 @@ fn stopped() -> StoreError {
 
 /// The writer task: takes whatever jobs are waiting, runs them in one transaction, commits,
 /// answers, and starts over.
-async fn run(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn run(pool: SqlitePool, cache: Arc<RequestCache>, mut queue: mpsc::Receiver<Job>) {
     while let Some(first) = queue.recv().await {
-        run_batch(&pool, first, &mut queue).await;
+        run_batch(&pool, &cache, first, &mut queue).await;
     }
 }
 
 /// Runs `first` and the jobs waiting behind it (also those that arrive meanwhile, up to
 /// [`MAX_BATCH`]) in one transaction, and answers each.
-async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job>) {
+async fn run_batch(
+    pool: &SqlitePool,
+    cache: &RequestCache,
+    first: Job,
+    queue: &mut mpsc::Receiver<Job>,
+) {
     let mut pending = VecDeque::from([first]);
     let mut taken = 1;
     let mut done: Vec<(oneshot::Sender<Erased>, Erased)> = Vec::new();
     let mut broken: Option<String> = None;
     let mut batch = match pool.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => Some(Batch { tx, head: None }),
+        Ok(tx) => Some(Batch {
+            tx,
+            head: None,
+            touched: Vec::new(),
+        }),
         Err(e) => {
             broken = Some(message(backend("starting a write transaction", e)));
             None
@@ -190,12 +212,18 @@ async fn run_batch(pool: &SqlitePool, first: Job, queue: &mut mpsc::Receiver<Job
             break;
         }
     }
+    let touched = batch
+        .as_mut()
+        .map(|b| std::mem::take(&mut b.touched))
+        .unwrap_or_default();
     let outcome = match (broken, batch) {
         (None, Some(batch)) => finish(batch).await,
         // Dropping the transaction rolls everything back.
         (Some(message), _) => Err(message),
         (None, None) => Err("the write transaction was lost".to_owned()),
     };
+    // Committed or not, after the commit and before anyone hears of it.
+    cache.forget(&touched);
     if let Err(message) = &outcome {
         tracing::warn!(error = %message, jobs = taken, "store: a write batch failed");
     }
@@ -249,7 +277,11 @@ mod tests {
             .execute(&pool)
             .await
             .unwrap();
-        (Writer::start(pool.clone()), pool, dir)
+        (
+            Writer::start(pool.clone(), Arc::new(RequestCache::new(0))),
+            pool,
+            dir,
+        )
     }
 
     async fn rows(pool: &SqlitePool) -> Vec<i64> {
@@ -350,7 +382,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = crate::SqliteStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let writer = Writer::start(store.pool().clone());
+        let writer = Writer::start(store.pool().clone(), Arc::new(RequestCache::new(0)));
         let event = |i: i64| countersign_core::audit::NewAuditEvent {
             at: chrono::DateTime::from_timestamp(1_700_000_000 + i, 0).unwrap(),
             actor: countersign_core::audit::Actor::system(),

@@ -15,6 +15,7 @@
 //! Start with [`open_stores`] (all four ports over one connection pool) or [`open`] (requests
 //! and the audit chain only); both pick the backend from the URL and migrate.
 
+mod cache;
 mod codec;
 mod error;
 mod group_commit;

@@ -166,9 +166,36 @@ pub(crate) const SELECT_DECISIONS: &str = concat!(
     " FROM decisions WHERE request_id = $1 ORDER BY ordinal"
 );
 
-pub(crate) const INSERT_EVENT: &str = "INSERT INTO audit_events (seq, at, actor_issuer, \
-    actor_subject, action, request_id, digest, detail, prev_hash, hash) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+macro_rules! insert_events {
+    () => {
+        "INSERT INTO audit_events (seq, at, actor_issuer, actor_subject, action, request_id, \
+        digest, detail, prev_hash, hash) VALUES "
+    };
+}
+
+pub(crate) const INSERT_EVENT: &str = concat!(
+    insert_events!(),
+    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+/// The most events [`sqlite_insert_events`] writes with one statement (ten values each, well
+/// under SQLite's limit on bound values).
+pub(crate) const SQLITE_EVENTS_PER_INSERT: usize = 500;
+
+/// SQLite: `n` events in one statement, each bound in the order of [`INSERT_EVENT`], one after
+/// the other (positional `?`).
+pub(crate) fn sqlite_insert_events(n: usize) -> String {
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let mut text = String::with_capacity(insert_events!().len() + n * (ROW.len() + 2));
+    text.push_str(insert_events!());
+    for i in 0..n {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push_str(ROW);
+    }
+    text
+}
 
 pub(crate) const UPDATE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1";
 
@@ -226,12 +253,16 @@ pub(crate) const SQLITE_EVENTS_JSON: &str = sqlite_events_json!(select_events!()
 pub(crate) const SQLITE_EVENTS_OF_REQUEST_JSON: &str =
     sqlite_events_json!(select_events_of_request!());
 
-/// The request's state and version, to check before issuing a grant (SQLite, inside its write
-/// lock; PostgreSQL locks the row with `FOR UPDATE`).
-pub(crate) const REQUEST_STATE: &str = "SELECT state, version FROM requests WHERE id = $1";
-
 pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (jti, request_id, kid, issued_at, \
     expires_at, revoked_at, single_use_request) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// SQLite: [`INSERT_GRANT`] only while the request is approved at version `$8`, checked and
+/// inserted by one statement inside the write lock (PostgreSQL locks the row with `FOR UPDATE`
+/// first). No row inserted means the request moved or is gone.
+pub(crate) const SQLITE_INSERT_GRANT: &str = "INSERT INTO grants (jti, request_id, kid, \
+    issued_at, expires_at, revoked_at, single_use_request) \
+    SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+    (SELECT 1 FROM requests WHERE id = $2 AND state = 'approved' AND version = $8)";
 
 pub(crate) const SELECT_GRANT: &str =
     concat!("SELECT ", grant_columns!(), " FROM grants WHERE jti = $1");

@@ -14,8 +14,12 @@
 //! `grants.single_use_request` refuses a second single-use grant all the same. Taking a
 //! browser login is one `DELETE … RETURNING` in a write transaction, so of two callbacks with
 //! the same `state` only the first finds the row.
+//!
+//! One process serves a SQLite database (several replicas need PostgreSQL), so a request read
+//! once is kept in memory until this process's writer changes it ([`crate::cache`]).
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,7 +31,7 @@ use countersign_core::ports::{
     AttemptOutcome, AuditQuery, KeyStore, LoginTransaction, Order, OutboxStore, RequestFilter,
     SessionStore, Store, Transition, WebSession,
 };
-use countersign_core::request::{Decision, Request, State};
+use countersign_core::request::{Decision, Request};
 use countersign_core::{RequestId, StoreError, Timestamp};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -36,6 +40,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 
+use crate::cache::{self, RequestCache};
 use crate::codec::{
     DecisionRow, DeliveryRow, EventRow, GrantRow, KeyRow, LoginRow, RequestRow, SessionRow,
     StoredEventRow, StoredRequest, attempt_columns, bind_decision, bind_delivery, bind_event,
@@ -93,6 +98,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Runs this process's writes, committing concurrent ones together (see the module docs).
     writer: Writer,
+    /// Requests read whole, until the writer changes them.
+    cache: Arc<RequestCache>,
 }
 
 impl SqliteStore {
@@ -110,6 +117,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            .pragma("temp_store", "memory")
             .busy_timeout(BUSY_TIMEOUT);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         // An in-memory database lives as long as its connections: keep exactly one open, for
@@ -128,8 +136,13 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| backend("opening the sqlite database", e))?;
-        let writer = Writer::start(pool.clone());
-        Ok(Self { pool, writer })
+        let cache = Arc::new(RequestCache::new(cache::CAPACITY));
+        let writer = Writer::start(pool.clone(), cache.clone());
+        Ok(Self {
+            pool,
+            writer,
+            cache,
+        })
     }
 
     /// Applies the embedded migrations that are not applied yet.
@@ -162,15 +175,22 @@ pub(crate) async fn append_events(
             .await
             .map_err(|e| backend("reading the audit chain head", e))?,
     };
+    let mut rows = Vec::with_capacity(events.len());
     for event in events {
         let chained = AuditEvent::chain(event.clone(), seq, &hash);
-        let row = EventRow::encode(&chained)?;
-        bind_event!(sqlx::query(sql::INSERT_EVENT), &row)
-            .execute(batch.conn())
-            .await
-            .map_err(|e| backend("appending an audit event", e))?;
+        rows.push(EventRow::encode(&chained)?);
         seq = chained.seq;
         hash = chained.hash;
+    }
+    // One statement for a write's events: each statement is a hand-over to SQLite's thread.
+    for chunk in rows.chunks(sql::SQLITE_EVENTS_PER_INSERT) {
+        let text = sqlx::AssertSqlSafe(sql::sqlite_insert_events(chunk.len()));
+        chunk
+            .iter()
+            .fold(sqlx::query(text), |q, row| bind_event!(q, row))
+            .execute(batch.conn())
+            .await
+            .map_err(|e| backend("appending audit events", e))?;
     }
     batch.head = Some((seq, hash));
     Ok(())
@@ -330,13 +350,22 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(request_id = %id))]
     async fn get_request(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
+        if let Some(request) = self.cache.get(id) {
+            return Ok(Some(request));
+        }
+        // Noted before the read: a write committed meanwhile keeps what is read out of the cache.
+        let epoch = self.cache.epoch();
         // One statement: the request and its decisions come from the same snapshot.
         let page = sqlx::query_scalar(sql::SQLITE_REQUEST_JSON)
             .bind(id.to_string())
             .fetch_one(&self.pool)
             .await;
         if let Some(requests) = requests_in_page(page, Order::OldestFirst) {
-            return Ok(requests.into_iter().next());
+            let request = requests.into_iter().next();
+            if let Some(request) = &request {
+                self.cache.keep(epoch, request);
+            }
+            return Ok(request);
         }
         let Some(row) = sqlx::query(sql::SQLITE_SELECT_REQUEST)
             .bind(id.to_string())
@@ -362,6 +391,7 @@ impl Store for SqliteStore {
         self.writer
             .write(move |batch| {
                 Box::pin(async move {
+                    batch.touch(transition.request_id);
                     let changed = sqlx::query(sql::CAS_REQUEST)
                         .bind(id.as_str())
                         .bind(transition.expected_version)
@@ -510,34 +540,31 @@ impl Store for SqliteStore {
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let row = GrantRow::encode(grant);
-        // `BEGIN IMMEDIATE` holds the database's write lock from here to the commit, so the
-        // request cannot change between the check and the insert.
+        // `BEGIN IMMEDIATE` holds the database's write lock from here to the commit, and one
+        // statement checks the request and inserts the grant.
         let (grant, events, outbox) = (grant.clone(), events.to_vec(), outbox.to_vec());
         self.writer
             .write(move |batch| {
                 Box::pin(async move {
-                    let current = sqlx::query(sql::REQUEST_STATE)
-                        .bind(row.request_id.as_str())
-                        .fetch_optional(batch.conn())
-                        .await
-                        .map_err(|e| backend("reading a request", e))?;
-                    let Some(current) = current else {
-                        return Err(StoreError::NotFound);
-                    };
-                    let state: String = current
-                        .try_get("state")
-                        .map_err(|e| backend("reading a request", e))?;
-                    let version: i64 = current
-                        .try_get("version")
-                        .map_err(|e| backend("reading a request", e))?;
-                    if state != State::Approved.as_str() || version != request_version {
-                        return Err(StoreError::Conflict);
-                    }
-                    if let Err(e) = bind_grant!(sqlx::query(sql::INSERT_GRANT), &row, single_use)
-                        .execute(batch.conn())
-                        .await
-                    {
-                        return Err(grant_refused(e, &grant));
+                    let inserted =
+                        bind_grant!(sqlx::query(sql::SQLITE_INSERT_GRANT), &row, single_use)
+                            .bind(request_version)
+                            .execute(batch.conn())
+                            .await
+                            .map_err(|e| grant_refused(e, &grant))?
+                            .rows_affected();
+                    if inserted == 0 {
+                        // Not approved, approved at another version, or gone: say which.
+                        let exists: i64 = sqlx::query_scalar(sql::REQUEST_EXISTS)
+                            .bind(row.request_id.as_str())
+                            .fetch_one(batch.conn())
+                            .await
+                            .map_err(|e| backend("reading a request", e))?;
+                        return Err(if exists == 0 {
+                            StoreError::NotFound
+                        } else {
+                            StoreError::Conflict
+                        });
                     }
                     insert_outbox(batch.conn(), &outbox).await?;
                     append_events(batch, &events).await?;
@@ -1005,6 +1032,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use countersign_core::Principal;
+    use countersign_core::request::State;
     use serde_json::json;
 
     use super::*;
@@ -1112,5 +1140,89 @@ mod tests {
             .fetch_one(store.pool())
             .await;
         assert_eq!(requests_in_page(page, Order::OldestFirst), Some(Vec::new()));
+    }
+
+    /// A change whose caller hangs up before the writer answers still reaches the request
+    /// cache: the writer, not the caller, has the cache forget what a batch touched.
+    #[tokio::test]
+    async fn a_change_whose_caller_went_away_is_read_back() {
+        let (store, ids) = store_with_requests().await;
+        let id = ids[0];
+        let before = store.get_request(&id).await.expect("read").expect("found");
+        assert_eq!(
+            store.cache.get(&id).map(|r| r.version),
+            Some(before.version)
+        );
+        // Hold the writer so the change below queues behind this job.
+        let held = store.writer.clone();
+        let holder = tokio::spawn(async move {
+            held.write(|_batch| {
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok(())
+                })
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let transition = Transition {
+            request_id: id,
+            expected_version: before.version,
+            state: State::Cancelled,
+            approval: None,
+            decided_at: None,
+            at: countersign_core::time::from_millis(5_000).expect("time"),
+            decision: None,
+            events: Vec::new(),
+            outbox: Vec::new(),
+        };
+        let changer = store.clone();
+        let caller = tokio::spawn(async move { changer.apply(&transition).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        caller.abort();
+        holder.await.expect("holder").expect("held");
+        // The next batch runs after the change's, so once it is answered the change is in.
+        store
+            .writer
+            .write(|_| Box::pin(async { Ok(()) }))
+            .await
+            .expect("flush");
+        let after = store.get_request(&id).await.expect("read").expect("found");
+        assert_eq!(after.state, State::Cancelled);
+        assert_eq!(after.version, before.version + 1);
+    }
+
+    /// A write's events go in as few statements as fit: more than one statement's worth still
+    /// lands whole, in order, chained without a gap.
+    #[tokio::test]
+    async fn many_events_of_one_write_are_chained_across_statements() {
+        let store = SqliteStore::connect("sqlite::memory:").await.expect("open");
+        store.migrate().await.expect("migrate");
+        let n = 2 * sql::SQLITE_EVENTS_PER_INSERT + 1;
+        let events: Vec<NewAuditEvent> = (0..n)
+            .map(|i| NewAuditEvent {
+                at: countersign_core::time::from_millis(1_000).expect("time"),
+                actor: audit::Actor::system(),
+                action: "test.event".into(),
+                request_id: None,
+                digest: None,
+                detail: json!({ "i": i }),
+            })
+            .collect();
+        store.append_audit(&events[..1]).await.expect("one");
+        store.append_audit(&events).await.expect("many");
+        assert_eq!(crate::verify_audit(&store).await, Ok(n as u64 + 1));
+        let last: (i64, String) =
+            sqlx::query_as("SELECT seq, detail FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_one(store.pool())
+                .await
+                .expect("last");
+        assert_eq!(
+            last,
+            (
+                i64::try_from(n + 1).expect("n"),
+                format!("{{\"i\":{}}}", n - 1)
+            )
+        );
     }
 }
