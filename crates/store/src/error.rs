@@ -60,3 +60,13 @@ pub(crate) fn grant_refused(e: sqlx::Error, grant: &GrantRecord) -> StoreError {
         format!("grant {} already exists", grant.jti)
     })
 }
+
+/// Why a change guarded by a request's state wrote nothing, given how many rows
+/// [`crate::sql::REQUEST_EXISTS`] counted: the request is gone, or it moved on.
+pub(crate) fn gone_or_moved(exists: i64) -> StoreError {
+    if exists == 0 {
+        StoreError::NotFound
+    } else {
+        StoreError::Conflict
+    }
+}

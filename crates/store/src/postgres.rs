@@ -43,7 +43,7 @@ use crate::codec::{
     bind_key, bind_login, bind_request, bind_session, bind_session_update, group_decisions,
     lease_end,
 };
-use crate::error::{backend, grant_refused, is_unique_violation};
+use crate::error::{backend, gone_or_moved, grant_refused, is_unique_violation};
 use crate::sql;
 
 /// Connections per process. Writers hold one only for the length of a short transaction.
@@ -338,11 +338,7 @@ impl Store for PostgresStore {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| backend("reading a request", e))?;
-            return Err(if exists == 0 {
-                StoreError::NotFound
-            } else {
-                StoreError::Conflict
-            });
+            return Err(gone_or_moved(exists));
         }
         if let Some(decision) = &decision
             && let Err(e) = bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)

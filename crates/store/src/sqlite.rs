@@ -46,7 +46,7 @@ use crate::codec::{
     StoredEventRow, StoredRequest, attempt_columns, bind_decision, bind_delivery, bind_event,
     bind_grant, bind_key, bind_login, bind_request, bind_session, bind_session_update, lease_end,
 };
-use crate::error::{backend, grant_refused, is_unique_violation};
+use crate::error::{backend, gone_or_moved, grant_refused, is_unique_violation};
 use crate::group_commit::{Batch, Writer};
 use crate::sql;
 
@@ -194,6 +194,18 @@ pub(crate) async fn append_events(
     }
     batch.head = Some((seq, hash));
     Ok(())
+}
+
+/// Why a write guarded by request `id`'s version wrote nothing: gone or moved.
+async fn not_applied(conn: &mut SqliteConnection, id: &str) -> StoreError {
+    match sqlx::query_scalar(sql::REQUEST_EXISTS)
+        .bind(id)
+        .fetch_one(conn)
+        .await
+    {
+        Ok(exists) => gone_or_moved(exists),
+        Err(e) => backend("reading a request", e),
+    }
 }
 
 /// Writes `outbox` as pending deliveries, due at their creation time.
@@ -404,17 +416,8 @@ impl Store for SqliteStore {
                         .map_err(|e| backend("updating a request", e))?
                         .rows_affected();
                     if changed == 0 {
-                        // Dropping `tx` rolls back; nothing was written. Say why it did not apply.
-                        let exists: i64 = sqlx::query_scalar(sql::REQUEST_EXISTS)
-                            .bind(id.as_str())
-                            .fetch_one(batch.conn())
-                            .await
-                            .map_err(|e| backend("reading a request", e))?;
-                        return Err(if exists == 0 {
-                            StoreError::NotFound
-                        } else {
-                            StoreError::Conflict
-                        });
+                        // Nothing was written. Say why it did not apply.
+                        return Err(not_applied(batch.conn(), &id).await);
                     }
                     if let Some(decision) = &decision
                         && let Err(e) = bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
@@ -555,16 +558,7 @@ impl Store for SqliteStore {
                             .rows_affected();
                     if inserted == 0 {
                         // Not approved, approved at another version, or gone: say which.
-                        let exists: i64 = sqlx::query_scalar(sql::REQUEST_EXISTS)
-                            .bind(row.request_id.as_str())
-                            .fetch_one(batch.conn())
-                            .await
-                            .map_err(|e| backend("reading a request", e))?;
-                        return Err(if exists == 0 {
-                            StoreError::NotFound
-                        } else {
-                            StoreError::Conflict
-                        });
+                        return Err(not_applied(batch.conn(), &row.request_id).await);
                     }
                     insert_outbox(batch.conn(), &outbox).await?;
                     append_events(batch, &events).await?;
