@@ -3,9 +3,8 @@
 //! decoding on every read of a request that clients keep asking for (a CI job polling its
 //! request, a waiter, a page refreshed).
 //!
-//! It stays true because every change to a request goes through this process's one writer
-//! ([`crate::group_commit`]), and SQLite is served by one process (several replicas need
-//! PostgreSQL, which has no such cache):
+//! It stays true because every change this process makes to a request goes through its one
+//! writer ([`crate::group_commit`]):
 //!
 //! - After each write batch, whatever its outcome, the writer drops the requests the batch
 //!   touched and moves the cache's epoch on, *after* the commit and *before* any caller of
@@ -17,9 +16,17 @@
 //! - Only requests that were read whole are kept; a missing request or a row that failed to
 //!   decode is never cached, so the store reports it again on the next read.
 //! - It holds at most [`CAPACITY`] requests; when full, an arbitrary one goes.
+//!
+//! Another process writing the same file (a second server, which SQLite deployments do not
+//! need: several replicas need PostgreSQL, which has no such cache) is not seen by the
+//! writer, so an entry is also dropped [`MAX_AGE`] after it was read: such a change shows
+//! within that time. Nothing unsafe can come of it meanwhile: every write re-checks the
+//! request under the database's write lock, and listings use an entry only at the version
+//! the database lists.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use countersign_core::RequestId;
 use countersign_core::request::Request;
@@ -27,25 +34,32 @@ use countersign_core::request::Request;
 /// The most requests kept.
 pub(crate) const CAPACITY: usize = 4096;
 
+/// How long a request read is kept at most, for changes made by another process.
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(1);
+
 /// Requests by id, and the epoch that every write batch touching requests moves on.
 #[derive(Debug)]
 pub(crate) struct RequestCache {
     inner: Mutex<Inner>,
     capacity: usize,
+    max_age: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     epoch: u64,
-    requests: HashMap<RequestId, Request>,
+    /// Each request with when it was kept.
+    requests: HashMap<RequestId, (Request, Instant)>,
 }
 
 impl RequestCache {
-    /// An empty cache of at most `capacity` requests (0 turns it off).
-    pub(crate) fn new(capacity: usize) -> Self {
+    /// An empty cache of at most `capacity` requests (0 turns it off), each kept at most
+    /// `max_age`.
+    pub(crate) fn new(capacity: usize, max_age: Duration) -> Self {
         Self {
             inner: Mutex::default(),
             capacity,
+            max_age,
         }
     }
 
@@ -60,9 +74,15 @@ impl RequestCache {
         })
     }
 
-    /// The request, if kept.
+    /// The request, if kept and not older than the cache's `max_age`.
     pub(crate) fn get(&self, id: &RequestId) -> Option<Request> {
-        self.lock().requests.get(id).cloned()
+        let mut inner = self.lock();
+        let (request, kept) = inner.requests.get(id)?;
+        if kept.elapsed() <= self.max_age {
+            return Some(request.clone());
+        }
+        inner.requests.remove(id);
+        None
     }
 
     /// The epoch to note before reading the database (see [`RequestCache::keep`]).
@@ -86,7 +106,9 @@ impl RequestCache {
         {
             inner.requests.remove(&victim);
         }
-        inner.requests.insert(request.id, request.clone());
+        inner
+            .requests
+            .insert(request.id, (request.clone(), Instant::now()));
     }
 
     /// Forgets `touched` and moves the epoch on; called by the writer after each batch that
@@ -141,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_a_write_is_not_kept() {
-        let cache = RequestCache::new(8);
+        let cache = RequestCache::new(8, MAX_AGE);
         let r = request(1);
         let before = cache.epoch();
         // A batch touching any request commits while the read is on its way.
@@ -154,7 +176,7 @@ mod tests {
 
     #[test]
     fn a_write_forgets_what_it_touched() {
-        let cache = RequestCache::new(8);
+        let cache = RequestCache::new(8, MAX_AGE);
         let (a, b) = (request(1), request(2));
         cache.keep(cache.epoch(), &a);
         cache.keep(cache.epoch(), &b);
@@ -168,8 +190,19 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_is_dropped_when_it_is_too_old() {
+        let cache = RequestCache::new(8, Duration::from_millis(30));
+        let r = request(1);
+        cache.keep(cache.epoch(), &r);
+        assert!(cache.get(&r.id).is_some());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get(&r.id).is_none());
+        assert!(cache.lock().requests.is_empty());
+    }
+
+    #[test]
     fn it_holds_at_most_its_capacity() {
-        let cache = RequestCache::new(3);
+        let cache = RequestCache::new(3, MAX_AGE);
         let requests: Vec<Request> = (0..10).map(request).collect();
         for r in &requests {
             cache.keep(cache.epoch(), r);
@@ -177,7 +210,7 @@ mod tests {
         assert_eq!(cache.lock().requests.len(), 3);
         // The newest is always kept: room is made for it.
         assert!(cache.get(&requests[9].id).is_some());
-        let off = RequestCache::new(0);
+        let off = RequestCache::new(0, MAX_AGE);
         off.keep(off.epoch(), &requests[1]);
         assert!(off.get(&requests[1].id).is_none());
     }

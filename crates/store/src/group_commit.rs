@@ -278,7 +278,10 @@ mod tests {
             .await
             .unwrap();
         (
-            Writer::start(pool.clone(), Arc::new(RequestCache::new(0))),
+            Writer::start(
+                pool.clone(),
+                Arc::new(RequestCache::new(0, crate::cache::MAX_AGE)),
+            ),
             pool,
             dir,
         )
@@ -382,7 +385,10 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = crate::SqliteStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let writer = Writer::start(store.pool().clone(), Arc::new(RequestCache::new(0)));
+        let writer = Writer::start(
+            store.pool().clone(),
+            Arc::new(RequestCache::new(0, crate::cache::MAX_AGE)),
+        );
         let event = |i: i64| countersign_core::audit::NewAuditEvent {
             at: chrono::DateTime::from_timestamp(1_700_000_000 + i, 0).unwrap(),
             actor: countersign_core::audit::Actor::system(),

@@ -151,6 +151,18 @@ pub(crate) const SQLITE_REQUEST_JSON: &str = concat!(
     "requests AS page WHERE page.id = $1"
 );
 
+/// SQLite: the requests whose ids are in the JSON array `$1`, as [`SQLITE_REQUESTS_JSON`].
+pub(crate) const SQLITE_REQUESTS_BY_ID_JSON: &str = concat!(
+    sqlite_requests_json!(),
+    "requests AS page WHERE page.id IN (SELECT value FROM json_each($1))"
+);
+
+/// SQLite: the ids and versions of a listing, as one text `id version,id version,…` (empty
+/// when there are none); a listing of `requests` (`SELECT id, version FROM requests` and its
+/// filter) follows, as a subquery named `page`.
+pub(crate) const SQLITE_REQUEST_VERSIONS: &str =
+    "SELECT COALESCE(group_concat(page.id || ' ' || page.version, ','), '') FROM ";
+
 /// SQLite: one request and its decisions ([`SQLITE_DECISIONS_JSON`]).
 pub(crate) const SQLITE_SELECT_REQUEST: &str = concat!(
     "SELECT ",

@@ -18,6 +18,7 @@
 //! One process serves a SQLite database (several replicas need PostgreSQL), so a request read
 //! once is kept in memory until this process's writer changes it ([`crate::cache`]).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ use countersign_core::ports::{
     AttemptOutcome, AuditQuery, KeyStore, LoginTransaction, Order, OutboxStore, RequestFilter,
     SessionStore, Store, Transition, WebSession,
 };
-use countersign_core::request::{Decision, Request};
+use countersign_core::request::{Decision, Request, State};
 use countersign_core::{RequestId, StoreError, Timestamp};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
@@ -136,7 +137,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| backend("opening the sqlite database", e))?;
-        let cache = Arc::new(RequestCache::new(cache::CAPACITY));
+        let cache = Arc::new(RequestCache::new(cache::CAPACITY, cache::MAX_AGE));
         let writer = Writer::start(pool.clone(), cache.clone());
         Ok(Self {
             pool,
@@ -276,6 +277,66 @@ impl SqliteStore {
         sql::push_request_filter(&mut q, filter);
         q.push(") AS page");
         q.build_query_scalar().fetch_one(&self.pool).await
+    }
+
+    /// A listing answered from the request cache where it holds the very version listed:
+    /// the ids and versions come first (one light statement), then the requests the cache
+    /// lacks, by id. Every request returned is the one the listing's snapshot held, so the
+    /// listing reads as of one snapshot, like [`Self::requests_page`]. Pending requests read
+    /// here are kept (inboxes list them again and again; finished ones are seldom listed
+    /// twice). `None` when the listing cannot be answered this way: a database error, a
+    /// request that moved between the two statements, one that does not decode; the caller
+    /// then reads the page as one statement.
+    async fn requests_by_version(&self, filter: &RequestFilter) -> Option<Vec<Request>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(sql::SQLITE_REQUEST_VERSIONS);
+        q.push("(SELECT id, version FROM requests");
+        sql::push_request_filter(&mut q, filter);
+        q.push(") AS page");
+        let listed: String = q.build_query_scalar().fetch_one(&self.pool).await.ok()?;
+        let mut listed = listed
+            .split(',')
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (id, version) = entry.split_once(' ')?;
+                Some((id.parse::<RequestId>().ok()?, version.parse::<i64>().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        listed.sort_unstable_by_key(|(id, _)| *id);
+        if filter.order == Order::NewestFirst {
+            listed.reverse();
+        }
+        let mut found: Vec<Option<Request>> = listed
+            .iter()
+            .map(|(id, version)| self.cache.get(id).filter(|r| r.version == *version))
+            .collect();
+        let missing: Vec<String> = listed
+            .iter()
+            .zip(&found)
+            .filter(|(_, hit)| hit.is_none())
+            .map(|((id, _), _)| id.to_string())
+            .collect();
+        if !missing.is_empty() {
+            let epoch = self.cache.epoch();
+            let ids = serde_json::to_string(&missing).ok()?;
+            let page = sqlx::query_scalar(sql::SQLITE_REQUESTS_BY_ID_JSON)
+                .bind(ids)
+                .fetch_one(&self.pool)
+                .await;
+            let mut read: HashMap<RequestId, Request> = requests_in_page(page, filter.order)?
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect();
+            for ((id, version), slot) in listed.iter().zip(found.iter_mut()) {
+                if slot.is_none() {
+                    let request = read.remove(id).filter(|r| r.version == *version)?;
+                    if request.state == State::Pending {
+                        self.cache.keep(epoch, &request);
+                    }
+                    *slot = Some(request);
+                }
+            }
+        }
+        found.into_iter().collect()
     }
 
     /// A listing of requests read row by row: slower than [`Self::requests_page`], but a row
@@ -445,6 +506,9 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
+        if let Some(requests) = self.requests_by_version(filter).await {
+            return Ok(requests);
+        }
         // One statement: the requests and their decisions come from the same snapshot.
         let page = self.requests_page(filter).await;
         match requests_in_page(page, filter.order) {
@@ -1026,7 +1090,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use countersign_core::Principal;
-    use countersign_core::request::State;
     use serde_json::json;
 
     use super::*;
@@ -1134,6 +1197,118 @@ mod tests {
             .fetch_one(store.pool())
             .await;
         assert_eq!(requests_in_page(page, Order::OldestFirst), Some(Vec::new()));
+    }
+
+    /// A listing takes a request from the cache only at the version the listing found, and
+    /// otherwise reads like the one-statement page; it keeps pending requests only.
+    #[tokio::test]
+    async fn a_listing_uses_the_cache_only_at_the_version_listed() {
+        let (mut store, ids) = store_with_requests().await;
+        // Entries that cannot age out while the test runs (it writes nothing).
+        store.cache = Arc::new(RequestCache::new(
+            cache::CAPACITY,
+            Duration::from_secs(3600),
+        ));
+        for order in [Order::OldestFirst, Order::NewestFirst] {
+            let filter = RequestFilter {
+                order,
+                limit: 10,
+                ..Default::default()
+            };
+            let by_rows = store.requests_by_rows(&filter).await.expect("rows");
+            assert_eq!(store.requests_by_version(&filter).await, Some(by_rows));
+        }
+        let pending = store.cache.get(&ids[0]).expect("the pending one is kept");
+        assert_eq!(pending.state, State::Pending);
+        assert!(
+            store.cache.get(&ids[1]).is_none(),
+            "the approved one is not"
+        );
+        let filter = RequestFilter {
+            limit: 10,
+            ..Default::default()
+        };
+        let mut doctored = pending.clone();
+        doctored.reason = Some("from the cache".into());
+        store.cache.forget(&[ids[0]]);
+        store.cache.keep(store.cache.epoch(), &doctored);
+        let listed = store.list_requests(&filter).await.expect("list");
+        assert_eq!(listed[0], doctored);
+        doctored.version += 1;
+        store.cache.forget(&[ids[0]]);
+        store.cache.keep(store.cache.epoch(), &doctored);
+        let listed = store.list_requests(&filter).await.expect("list");
+        assert_eq!(listed[0], pending);
+    }
+
+    /// Another process's change to a request: a listing shows it at once (it checks
+    /// versions), a read by id within the cache's `MAX_AGE`.
+    #[tokio::test]
+    async fn a_change_by_another_process_shows() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let here = SqliteStore::connect(&url).await.expect("open");
+        here.migrate().await.expect("migrate");
+        let there = SqliteStore::connect(&url).await.expect("open again");
+        let at = countersign_core::time::from_millis(1_000).expect("time");
+        let requester = Principal::human("okta", "alice");
+        let params = BTreeMap::new();
+        let request = Request {
+            id: RequestId::generate(at),
+            gate: "deploy".into(),
+            digest: countersign_core::request::content_digest(
+                "deploy", &params, None, None, 900, &requester,
+            ),
+            params,
+            reason: None,
+            ticket: None,
+            requester,
+            duration_secs: 900,
+            state: State::Pending,
+            approval: None,
+            version: 1,
+            created_at: at,
+            expires_at: at,
+            decided_at: None,
+            updated_at: at,
+            decisions: Vec::new(),
+        };
+        here.insert_request(&request, &[], &[])
+            .await
+            .expect("insert");
+        assert_eq!(
+            here.get_request(&request.id).await.expect("read"),
+            Some(request.clone())
+        );
+        there
+            .apply(&Transition {
+                request_id: request.id,
+                expected_version: 1,
+                state: State::Cancelled,
+                approval: None,
+                decided_at: None,
+                at,
+                decision: None,
+                events: Vec::new(),
+                outbox: Vec::new(),
+            })
+            .await
+            .expect("apply there");
+        let listed = here
+            .list_requests(&RequestFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(listed[0].state, State::Cancelled);
+        tokio::time::sleep(cache::MAX_AGE + Duration::from_millis(50)).await;
+        let read = here
+            .get_request(&request.id)
+            .await
+            .expect("read")
+            .expect("found");
+        assert_eq!((read.state, read.version), (State::Cancelled, 2));
     }
 
     /// A change whose caller hangs up before the writer answers still reaches the request
