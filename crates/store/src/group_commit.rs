@@ -19,7 +19,9 @@
 //! that hangs up) cannot leave a write half-done.
 //!
 //! Every statement is a round trip to the database's thread, so a batch saves them where it
-//! can: savepoints are never released one by one (the commit ends them all), and the audit
+//! can: a job whose refusals all come from its first change ([`Writer::write_checked`]) runs
+//! without a savepoint; savepoints are never released one by one (the commit ends them all);
+//! and the audit
 //! chain head is read once per batch and written once, just before the commit ([`Batch`]);
 //! the batch holds the database's write lock throughout, so no other process can move the
 //! head in between.
@@ -53,8 +55,20 @@ const QUEUE_DEPTH: usize = 1024;
 /// A job's result, its type erased so jobs of any result type share one queue.
 type Erased = Result<Box<dyn Any + Send>, StoreError>;
 
+/// How a job failed, and so what undoing it takes.
+enum Failure {
+    /// Refused: its changes, if any, are undone by rolling back to its savepoint (a job with
+    /// one) — or there are none (a checked job refused by its check).
+    Refused(StoreError),
+    /// Failed after a checked job's check changed the database: only rolling back the whole
+    /// batch undoes it.
+    Broke(StoreError),
+}
+
 /// The work of one job, run inside the batch's transaction.
-type Work = Box<dyn for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, Erased> + Send>;
+type Work = Box<
+    dyn for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, Result<Box<dyn Any + Send>, Failure>> + Send,
+>;
 
 /// The audit chain head: the last event's sequence number and hash.
 pub(crate) type Head = (i64, String);
@@ -85,6 +99,8 @@ impl Batch {
 /// One caller's write and where its answer goes.
 struct Job {
     work: Work,
+    /// Whether the job runs in its own savepoint.
+    savepoint: bool,
     reply: oneshot::Sender<Erased>,
 }
 
@@ -112,16 +128,56 @@ impl Writer {
         T: Send + 'static,
         F: for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, Result<T, StoreError>> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
         let work: Work = Box::new(move |batch| {
             Box::pin(async move {
                 work(batch)
                     .await
                     .map(|value| Box::new(value) as Box<dyn Any + Send>)
+                    .map_err(Failure::Refused)
             })
         });
+        self.submit(work, true).await
+    }
+
+    /// Like [`Writer::write`], for a job whose refusals come from `check`, which changes
+    /// nothing unless it succeeds (one statement, which SQLite applies whole or not at all,
+    /// after any reads): such a job needs no savepoint, which saves a round trip to the
+    /// database's thread. `then` writes the rest and is not expected to fail; when it does
+    /// (a database error, a colliding outbox id), or when `check` fails with
+    /// [`StoreError::Backend`], only rolling back the whole batch undoes the job: it is
+    /// answered with its own error, and every other job of the batch with a backend error.
+    pub(crate) async fn write_checked<C, T, F, G>(&self, check: F, then: G) -> Result<T, StoreError>
+    where
+        C: Send + 'static,
+        T: Send + 'static,
+        F: for<'b> FnOnce(&'b mut Batch) -> BoxFuture<'b, Result<C, StoreError>> + Send + 'static,
+        G: for<'b> FnOnce(&'b mut Batch, C) -> BoxFuture<'b, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let work: Work = Box::new(move |batch| {
+            Box::pin(async move {
+                let checked = check(batch).await.map_err(|e| match e {
+                    StoreError::Backend(_) => Failure::Broke(e),
+                    refusal => Failure::Refused(refusal),
+                })?;
+                then(batch, checked)
+                    .await
+                    .map(|value| Box::new(value) as Box<dyn Any + Send>)
+                    .map_err(Failure::Broke)
+            })
+        });
+        self.submit(work, false).await
+    }
+
+    async fn submit<T: 'static>(&self, work: Work, savepoint: bool) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { work, reply })
+            .send(Job {
+                work,
+                savepoint,
+                reply,
+            })
             .await
             .map_err(|_| stopped())?;
         let value = answer.await.map_err(|_| stopped())??;
@@ -189,26 +245,38 @@ async fn run_batch(
         };
         // Savepoints nest; a failed job rolls back to its own (the newest), and the commit
         // releases them all.
-        if let Err(e) = sqlx::query("SAVEPOINT job").execute(b.conn()).await {
+        if job.savepoint
+            && let Err(e) = sqlx::query("SAVEPOINT job").execute(b.conn()).await
+        {
             broken = Some(message(backend("starting a write", e)));
             pending.push_front(job);
             break;
         }
         let head = b.head.clone();
-        let result = (job.work)(b).await;
-        let undone = match &result {
-            Ok(_) => Ok(()),
-            Err(_) => {
+        let (result, undone) = match (job.work)(b).await {
+            Ok(value) => (Ok(value), Ok(())),
+            Err(Failure::Refused(e)) => {
                 b.head = head;
-                sqlx::query("ROLLBACK TO SAVEPOINT job")
-                    .execute(b.conn())
-                    .await
-                    .map(drop)
+                let undone = if job.savepoint {
+                    sqlx::query("ROLLBACK TO SAVEPOINT job")
+                        .execute(b.conn())
+                        .await
+                        .map(drop)
+                        .map_err(|e| message(backend("undoing a write", e)))
+                } else {
+                    Ok(())
+                };
+                (Err(e), undone)
+            }
+            Err(Failure::Broke(e)) => {
+                // The job hears its own error; the batch's other jobs, that they went with it.
+                let text = format!("a write committed together with this one failed: {e}");
+                (Err(e), Err(text))
             }
         };
         done.push((job.reply, result));
-        if let Err(e) = undone {
-            broken = Some(message(backend("undoing a write", e)));
+        if let Err(text) = undone {
+            broken = Some(text);
             break;
         }
     }
@@ -347,6 +415,90 @@ mod tests {
         }
         let expected: Vec<i64> = (0..=20).filter(|x| x % 2 == 0).collect();
         assert_eq!(rows(&pool).await, expected);
+    }
+
+    /// Inserts `x` into `t` inside `batch`.
+    async fn put(batch: &mut Batch, x: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO t VALUES (?)")
+            .bind(x)
+            .execute(batch.conn())
+            .await
+            .map(drop)
+            .map_err(|e| backend("inserting", e))
+    }
+
+    /// Starts a job that writes 0 and holds its batch open, so that jobs started in the next
+    /// few milliseconds join that batch.
+    fn holder(writer: &Writer) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .write(|batch| {
+                    Box::pin(async move {
+                        put(batch, 0).await?;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok(())
+                    })
+                })
+                .await
+        })
+    }
+
+    /// A checked job refused by its check has nothing to undo and needs no savepoint; its
+    /// neighbours, checked or not, commit.
+    #[tokio::test]
+    async fn a_checked_job_refused_by_its_check_leaves_the_batch_alone() {
+        let (writer, pool, _dir) = writer().await;
+        let first = holder(&writer);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (w1, w2, w3) = (writer.clone(), writer.clone(), writer.clone());
+        let (a, b, c) = tokio::join!(
+            w1.write_checked(
+                |batch| Box::pin(async move { put(batch, 1).await }),
+                |batch, ()| Box::pin(async move { put(batch, 2).await }),
+            ),
+            w2.write_checked(
+                |_batch| Box::pin(async { Err::<(), _>(StoreError::Conflict) }),
+                |batch, ()| Box::pin(async move { put(batch, 99).await }),
+            ),
+            w3.write(|batch| Box::pin(async move { put(batch, 3).await })),
+        );
+        assert!(first.await.unwrap().is_ok());
+        assert!(a.is_ok() && c.is_ok(), "{a:?} {c:?}");
+        assert!(matches!(b, Err(StoreError::Conflict)), "{b:?}");
+        assert_eq!(rows(&pool).await, vec![0, 1, 2, 3]);
+    }
+
+    /// A checked job that fails after its check wrote takes its whole batch back: it hears
+    /// its own error, the other jobs a backend error, and nothing is kept.
+    #[tokio::test]
+    async fn a_checked_job_failing_after_its_check_takes_the_batch_back() {
+        let (writer, pool, _dir) = writer().await;
+        let first = holder(&writer);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (w1, w2) = (writer.clone(), writer.clone());
+        let (a, b) = tokio::join!(
+            w1.write_checked(
+                |batch| Box::pin(async move { put(batch, 10).await }),
+                |_batch, ()| {
+                    Box::pin(async { Err::<(), _>(StoreError::Duplicate("outbox".into())) })
+                },
+            ),
+            w2.write(|batch| Box::pin(async move { put(batch, 11).await })),
+        );
+        assert!(
+            matches!(a, Err(StoreError::Duplicate(ref m)) if m == "outbox"),
+            "{a:?}"
+        );
+        assert!(matches!(b, Err(StoreError::Backend(_))), "{b:?}");
+        assert!(matches!(first.await.unwrap(), Err(StoreError::Backend(_))));
+        assert_eq!(rows(&pool).await, Vec::<i64>::new());
+        // The writer carries on.
+        writer
+            .write(|batch| Box::pin(async move { put(batch, 12).await }))
+            .await
+            .unwrap();
+        assert_eq!(rows(&pool).await, vec![12]);
     }
 
     /// A job that breaks a constraint is refused with its own error; a later job still writes.

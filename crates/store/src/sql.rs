@@ -73,9 +73,31 @@ pub(crate) const INSERT_REQUEST: &str = "INSERT INTO requests (id, gate, state, 
 /// The compare-and-set. `approval` and `decided_at` are kept when the transition leaves them
 /// unset: a later change (approved -> revoked) never erases how and when the request was
 /// decided.
-pub(crate) const CAS_REQUEST: &str = "UPDATE requests SET state = $3, \
-    approval = COALESCE($4, approval), decided_at = COALESCE($5, decided_at), updated_at = $6, \
-    version = version + 1 WHERE id = $1 AND version = $2";
+macro_rules! cas_request {
+    () => {
+        "UPDATE requests SET state = $3, approval = COALESCE($4, approval), \
+        decided_at = COALESCE($5, decided_at), updated_at = $6, version = version + 1 \
+        WHERE id = $1 AND version = $2"
+    };
+}
+
+pub(crate) const CAS_REQUEST: &str = cas_request!();
+
+/// SQLite: [`CAS_REQUEST`] for a change that records a decision, applied only while the
+/// approver (`$7`, `$8`) has not decided on the request: the decision's unique key is checked
+/// by the statement that changes the request, so inserting the decision after it cannot be
+/// refused.
+pub(crate) const SQLITE_CAS_REQUEST_UNDECIDED: &str = concat!(
+    cas_request!(),
+    " AND NOT EXISTS (SELECT 1 FROM decisions WHERE request_id = $1 \
+    AND approver_issuer = $7 AND approver_subject = $8)"
+);
+
+/// SQLite: why [`SQLITE_CAS_REQUEST_UNDECIDED`] changed nothing: the request's version and
+/// whether the approver `$2`, `$3` has decided on it (no row: no such request).
+pub(crate) const SQLITE_REQUEST_VERSION_DECIDED: &str = "SELECT version, EXISTS (SELECT 1 \
+    FROM decisions WHERE request_id = $1 AND approver_issuer = $2 AND approver_subject = $3) \
+    FROM requests WHERE id = $1";
 
 pub(crate) const REQUEST_EXISTS: &str = "SELECT COUNT(*) FROM requests WHERE id = $1";
 

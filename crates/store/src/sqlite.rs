@@ -2,7 +2,8 @@
 //!
 //! SQLite allows one writer at a time. Every write of this process goes through one writer
 //! task ([`crate::group_commit`]) that runs concurrent writes in one `BEGIN IMMEDIATE`
-//! transaction, each in its own savepoint, and commits them with one flush of the disk
+//! transaction, each in its own savepoint (or none, when all its refusals come from its
+//! first change: creating a request, a change, a grant), and commits them with one flush of the disk
 //! (group commit); callers are answered only after that commit. `BEGIN IMMEDIATE` takes the
 //! write lock up front (waiting up to the busy timeout for another process holding it) instead
 //! of failing with `SQLITE_BUSY` half-way through. Readers never block and are never blocked:
@@ -401,23 +402,28 @@ impl Store for SqliteStore {
         let row = RequestRow::encode(request)?;
         let (request_id, events, outbox) = (request.id, events.to_vec(), outbox.to_vec());
         self.writer
-            .write(move |batch| {
-                Box::pin(async move {
-                    if let Err(e) = bind_request!(sqlx::query(sql::INSERT_REQUEST), &row)
-                        .execute(batch.conn())
-                        .await
-                    {
-                        return Err(if is_unique_violation(&e) {
-                            StoreError::Duplicate(format!("request {request_id} already exists"))
-                        } else {
-                            backend("storing a request", e)
-                        });
-                    }
-                    insert_outbox(batch.conn(), &outbox).await?;
-                    append_events(batch, &events).await?;
-                    Ok(())
-                })
-            })
+            .write_checked(
+                move |batch| {
+                    Box::pin(async move {
+                        match bind_request!(sqlx::query(sql::INSERT_REQUEST), &row)
+                            .execute(batch.conn())
+                            .await
+                        {
+                            Ok(_) => Ok(()),
+                            Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(
+                                format!("request {request_id} already exists"),
+                            )),
+                            Err(e) => Err(backend("storing a request", e)),
+                        }
+                    })
+                },
+                move |batch, ()| {
+                    Box::pin(async move {
+                        insert_outbox(batch.conn(), &outbox).await?;
+                        append_events(batch, &events).await
+                    })
+                },
+            )
             .await
     }
 
@@ -454,7 +460,6 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(request_id = %transition.request_id))]
     async fn apply(&self, transition: &Transition) -> Result<(), StoreError> {
-        let id = transition.request_id.to_string();
         let decision = transition
             .decision
             .as_ref()
@@ -462,45 +467,72 @@ impl Store for SqliteStore {
             .transpose()?;
         let transition = transition.clone();
         self.writer
-            .write(move |batch| {
-                Box::pin(async move {
-                    batch.touch(transition.request_id);
-                    let changed = sqlx::query(sql::CAS_REQUEST)
+            .write_checked(
+                move |batch| {
+                    Box::pin(async move {
+                        batch.touch(transition.request_id);
+                        let id = transition.request_id.to_string();
+                        let cas = match &decision {
+                            None => sqlx::query(sql::CAS_REQUEST),
+                            Some(_) => sqlx::query(sql::SQLITE_CAS_REQUEST_UNDECIDED),
+                        }
                         .bind(id.as_str())
                         .bind(transition.expected_version)
                         .bind(transition.state.as_str())
                         .bind(transition.approval.map(crate::codec::approval_name))
                         .bind(transition.decided_at.map(|t| t.timestamp_millis()))
-                        .bind(transition.at.timestamp_millis())
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("updating a request", e))?
-                        .rows_affected();
-                    if changed == 0 {
-                        // Nothing was written. Say why it did not apply.
-                        return Err(not_applied(batch.conn(), &id).await);
-                    }
-                    if let Some(decision) = &decision
-                        && let Err(e) = bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
+                        .bind(transition.at.timestamp_millis());
+                        let cas = match &decision {
+                            None => cas,
+                            Some(d) => cas
+                                .bind(d.approver_issuer.as_str())
+                                .bind(d.approver_subject.as_str()),
+                        };
+                        let changed = cas
                             .execute(batch.conn())
                             .await
-                    {
-                        return Err(if is_unique_violation(&e) {
-                            StoreError::Duplicate(format!(
+                            .map_err(|e| backend("updating a request", e))?
+                            .rows_affected();
+                        if changed > 0 {
+                            return Ok((transition, decision));
+                        }
+                        // Nothing was written. Say why it did not apply.
+                        let Some(d) = &decision else {
+                            return Err(not_applied(batch.conn(), &id).await);
+                        };
+                        let current: Option<(i64, bool)> =
+                            sqlx::query_as(sql::SQLITE_REQUEST_VERSION_DECIDED)
+                                .bind(id.as_str())
+                                .bind(d.approver_issuer.as_str())
+                                .bind(d.approver_subject.as_str())
+                                .fetch_optional(batch.conn())
+                                .await
+                                .map_err(|e| backend("reading a request", e))?;
+                        Err(match current {
+                            None => StoreError::NotFound,
+                            Some((version, _)) if version != transition.expected_version => {
+                                StoreError::Conflict
+                            }
+                            Some(_) => StoreError::Duplicate(format!(
                                 "{}:{} has already decided on {}",
-                                decision.approver_issuer,
-                                decision.approver_subject,
-                                transition.request_id
-                            ))
-                        } else {
-                            backend("storing a decision", e)
-                        });
-                    }
-                    insert_outbox(batch.conn(), &transition.outbox).await?;
-                    append_events(batch, &transition.events).await?;
-                    Ok(())
-                })
-            })
+                                d.approver_issuer, d.approver_subject, transition.request_id
+                            )),
+                        })
+                    })
+                },
+                move |batch, (transition, decision)| {
+                    Box::pin(async move {
+                        if let Some(decision) = &decision {
+                            bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
+                                .execute(batch.conn())
+                                .await
+                                .map_err(|e| backend("storing a decision", e))?;
+                        }
+                        insert_outbox(batch.conn(), &transition.outbox).await?;
+                        append_events(batch, &transition.events).await
+                    })
+                },
+            )
             .await
     }
 
@@ -611,24 +643,30 @@ impl Store for SqliteStore {
         // statement checks the request and inserts the grant.
         let (grant, events, outbox) = (grant.clone(), events.to_vec(), outbox.to_vec());
         self.writer
-            .write(move |batch| {
-                Box::pin(async move {
-                    let inserted =
-                        bind_grant!(sqlx::query(sql::SQLITE_INSERT_GRANT), &row, single_use)
-                            .bind(request_version)
-                            .execute(batch.conn())
-                            .await
-                            .map_err(|e| grant_refused(e, &grant))?
-                            .rows_affected();
-                    if inserted == 0 {
-                        // Not approved, approved at another version, or gone: say which.
-                        return Err(not_applied(batch.conn(), &row.request_id).await);
-                    }
-                    insert_outbox(batch.conn(), &outbox).await?;
-                    append_events(batch, &events).await?;
-                    Ok(())
-                })
-            })
+            .write_checked(
+                move |batch| {
+                    Box::pin(async move {
+                        let inserted =
+                            bind_grant!(sqlx::query(sql::SQLITE_INSERT_GRANT), &row, single_use)
+                                .bind(request_version)
+                                .execute(batch.conn())
+                                .await
+                                .map_err(|e| grant_refused(e, &grant))?
+                                .rows_affected();
+                        if inserted == 0 {
+                            // Not approved, approved at another version, or gone: say which.
+                            return Err(not_applied(batch.conn(), &row.request_id).await);
+                        }
+                        Ok(())
+                    })
+                },
+                move |batch, ()| {
+                    Box::pin(async move {
+                        insert_outbox(batch.conn(), &outbox).await?;
+                        append_events(batch, &events).await
+                    })
+                },
+            )
             .await
     }
 
