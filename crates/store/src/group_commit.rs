@@ -21,10 +21,9 @@
 //! Every statement is a round trip to the database's thread, so a batch saves them where it
 //! can: a job whose refusals all come from its first change ([`Writer::write_checked`]) runs
 //! without a savepoint; savepoints are never released one by one (the commit ends them all);
-//! and the audit
-//! chain head is read once per batch and written once, just before the commit ([`Batch`]);
-//! the batch holds the database's write lock throughout, so no other process can move the
-//! head in between.
+//! and the audit chain head is read once per batch and written once, just before the commit
+//! ([`Batch`]); the batch holds the database's write lock throughout, so no other process can
+//! move the head in between.
 //!
 //! Jobs name the requests they change ([`Batch::touch`]); once the batch is over, committed
 //! or not, the writer has the store's [`RequestCache`] forget them before it answers anyone.

@@ -4,9 +4,9 @@
 //! task ([`crate::group_commit`]) that runs concurrent writes in one `BEGIN IMMEDIATE`
 //! transaction, each in its own savepoint (or none, when all its refusals come from its
 //! first change: creating a request, a change, a grant), and commits them with one flush of
-//! the disk (group commit); callers are answered only after that commit. `BEGIN IMMEDIATE` takes the
-//! write lock up front (waiting up to the busy timeout for another process holding it) instead
-//! of failing with `SQLITE_BUSY` half-way through. Readers never block and are never blocked:
+//! the disk (group commit); callers are answered only after that commit. `BEGIN IMMEDIATE`
+//! takes the write lock up front (waiting up to the busy timeout for another process holding
+//! it) instead of failing with `SQLITE_BUSY` half-way through. Readers never block and are never blocked:
 //! WAL gives each read transaction a snapshot.
 //!
 //! The checks that PostgreSQL makes with row locks (a grant's request still approved at its
@@ -17,7 +17,8 @@
 //! the same `state` only the first finds the row.
 //!
 //! One process serves a SQLite database (several replicas need PostgreSQL), so a request read
-//! once is kept in memory until this process's writer changes it ([`crate::cache`]).
+//! once is kept in memory until this process's writer changes it, for at most a second
+//! ([`crate::cache`]); listings take from it only the version they list.
 
 use std::collections::HashMap;
 use std::str::FromStr;
