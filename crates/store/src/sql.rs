@@ -70,9 +70,6 @@ pub(crate) const INSERT_REQUEST: &str = "INSERT INTO requests (id, gate, state, 
     duration_secs, digest, created_at, expires_at, decided_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
-/// The compare-and-set. `approval` and `decided_at` are kept when the transition leaves them
-/// unset: a later change (approved -> revoked) never erases how and when the request was
-/// decided.
 macro_rules! cas_request {
     () => {
         "UPDATE requests SET state = $3, approval = COALESCE($4, approval), \
@@ -81,6 +78,9 @@ macro_rules! cas_request {
     };
 }
 
+/// The compare-and-set. `approval` and `decided_at` are kept when the transition leaves them
+/// unset: a later change (approved -> revoked) never erases how and when the request was
+/// decided.
 pub(crate) const CAS_REQUEST: &str = cas_request!();
 
 /// SQLite: [`CAS_REQUEST`] for a change that records a decision, applied only while the
