@@ -64,12 +64,13 @@ impl RequestCache {
     }
 
     /// A poisoned lock only means a panic elsewhere while it was held; the map is still a map,
-    /// but what it holds may be half-changed, so it is emptied.
+    /// but what it holds may be half-changed, so it is emptied (once: the poison is cleared).
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| {
             let mut inner = poisoned.into_inner();
             inner.requests.clear();
             inner.epoch += 1;
+            self.inner.clear_poison();
             inner
         })
     }
@@ -198,6 +199,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(60));
         assert!(cache.get(&r.id).is_none());
         assert!(cache.lock().requests.is_empty());
+    }
+
+    #[test]
+    fn a_poisoned_cache_starts_over_once() {
+        let cache = std::sync::Arc::new(RequestCache::new(8, MAX_AGE));
+        let (a, b) = (request(1), request(2));
+        cache.keep(cache.epoch(), &a);
+        let poisoner = cache.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = poisoner.inner.lock();
+            panic!("poison the lock");
+        })
+        .join();
+        assert!(cache.get(&a.id).is_none(), "emptied");
+        cache.keep(cache.epoch(), &b);
+        assert!(cache.get(&b.id).is_some(), "and in use again");
     }
 
     #[test]
