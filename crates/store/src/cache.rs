@@ -128,7 +128,7 @@ impl RequestCache {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use std::collections::BTreeMap;
@@ -137,8 +137,8 @@ mod tests {
     use countersign_core::request::{State, content_digest};
     use countersign_core::time::from_millis;
 
-    /// A request made at `n` ms (so each `n` is another id).
-    fn request(n: u8) -> Request {
+    /// A pending request of `n` seconds after the epoch (each call another id).
+    pub(crate) fn request(n: u8) -> Request {
         let at = from_millis(1_000 * i64::from(n) + 1).unwrap();
         let requester = Principal::human("okta", "alice");
         let params = BTreeMap::new();

@@ -1289,29 +1289,7 @@ mod tests {
         let here = SqliteStore::connect(&url).await.expect("open");
         here.migrate().await.expect("migrate");
         let there = SqliteStore::connect(&url).await.expect("open again");
-        let at = countersign_core::time::from_millis(1_000).expect("time");
-        let requester = Principal::human("okta", "alice");
-        let params = BTreeMap::new();
-        let request = Request {
-            id: RequestId::generate(at),
-            gate: "deploy".into(),
-            digest: countersign_core::request::content_digest(
-                "deploy", &params, None, None, 900, &requester,
-            ),
-            params,
-            reason: None,
-            ticket: None,
-            requester,
-            duration_secs: 900,
-            state: State::Pending,
-            approval: None,
-            version: 1,
-            created_at: at,
-            expires_at: at,
-            decided_at: None,
-            updated_at: at,
-            decisions: Vec::new(),
-        };
+        let request = cache::tests::request(1);
         here.insert_request(&request, &[], &[])
             .await
             .expect("insert");
@@ -1326,7 +1304,7 @@ mod tests {
                 state: State::Cancelled,
                 approval: None,
                 decided_at: None,
-                at,
+                at: request.created_at,
                 decision: None,
                 events: Vec::new(),
                 outbox: Vec::new(),
