@@ -281,7 +281,8 @@ impl SqliteStore {
         q.build_query_scalar().fetch_one(&self.pool).await
     }
 
-    /// A listing answered from the request cache where it holds the very version listed:
+    /// A listing of pending requests ([`Store::list_requests`] uses it for no other) answered
+    /// from the request cache where it holds the very version listed:
     /// the ids and versions come first (one light statement), then the requests the cache
     /// lacks, by id. Every request returned is the one the listing's snapshot held, so the
     /// listing reads as of one snapshot, like [`Self::requests_page`]. Pending requests read
@@ -539,7 +540,12 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn list_requests(&self, filter: &RequestFilter) -> Result<Vec<Request>, StoreError> {
-        if let Some(requests) = self.requests_by_version(filter).await {
+        // Only listings of pending requests (inboxes) are read against the cache: the cache
+        // keeps what listings read only when it is pending, so any other listing would mostly
+        // miss and pay a second statement for nothing.
+        if filter.state == Some(State::Pending)
+            && let Some(requests) = self.requests_by_version(filter).await
+        {
             return Ok(requests);
         }
         // One statement: the requests and their decisions come from the same snapshot.
@@ -1264,6 +1270,7 @@ mod tests {
             "the approved one is not"
         );
         let filter = RequestFilter {
+            state: Some(State::Pending),
             limit: 10,
             ..Default::default()
         };
