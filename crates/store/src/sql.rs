@@ -93,11 +93,9 @@ pub(crate) const SQLITE_CAS_REQUEST_UNDECIDED: &str = concat!(
     AND approver_issuer = $7 AND approver_subject = $8)"
 );
 
-/// SQLite: why [`SQLITE_CAS_REQUEST_UNDECIDED`] changed nothing: the request's version and
-/// whether the approver `$2`, `$3` has decided on it (no row: no such request).
-pub(crate) const SQLITE_REQUEST_VERSION_DECIDED: &str = "SELECT version, EXISTS (SELECT 1 \
-    FROM decisions WHERE request_id = $1 AND approver_issuer = $2 AND approver_subject = $3) \
-    FROM requests WHERE id = $1";
+/// SQLite: why [`SQLITE_CAS_REQUEST_UNDECIDED`] changed nothing: no row, no such request;
+/// another version, it moved; the same version, the approver has decided already.
+pub(crate) const SQLITE_REQUEST_VERSION: &str = "SELECT version FROM requests WHERE id = $1";
 
 pub(crate) const REQUEST_EXISTS: &str = "SELECT COUNT(*) FROM requests WHERE id = $1";
 

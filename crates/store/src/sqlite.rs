@@ -502,17 +502,14 @@ impl Store for SqliteStore {
                         let Some(d) = &decision else {
                             return Err(not_applied(batch.conn(), &id).await);
                         };
-                        let current: Option<(i64, bool)> =
-                            sqlx::query_as(sql::SQLITE_REQUEST_VERSION_DECIDED)
-                                .bind(id.as_str())
-                                .bind(d.approver_issuer.as_str())
-                                .bind(d.approver_subject.as_str())
-                                .fetch_optional(batch.conn())
-                                .await
-                                .map_err(|e| backend("reading a request", e))?;
+                        let current: Option<i64> = sqlx::query_scalar(sql::SQLITE_REQUEST_VERSION)
+                            .bind(id.as_str())
+                            .fetch_optional(batch.conn())
+                            .await
+                            .map_err(|e| backend("reading a request", e))?;
                         Err(match current {
                             None => StoreError::NotFound,
-                            Some((version, _)) if version != transition.expected_version => {
+                            Some(version) if version != transition.expected_version => {
                                 StoreError::Conflict
                             }
                             Some(_) => StoreError::Duplicate(format!(
