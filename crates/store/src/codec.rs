@@ -706,6 +706,25 @@ impl DeliveryRow {
         })
     }
 
+    /// [`DeliveryRow::read`] for a row of the SQLite writer's connection.
+    pub fn read_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            gate: row.get("gate")?,
+            webhook: row.get("webhook")?,
+            url: row.get("url")?,
+            event: row.get("event")?,
+            request_id: row.get("request_id")?,
+            payload: row.get("payload")?,
+            created_at: row.get("created_at")?,
+            state: row.get("state")?,
+            attempts: row.get("attempts")?,
+            next_attempt_at: row.get("next_attempt_at")?,
+            last_error: row.get("last_error")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
+
     pub fn decode(self) -> Result<Delivery, StoreError> {
         const WHAT: &str = "delivery";
         let id = self.id.as_str();
@@ -780,6 +799,21 @@ impl LoginRow {
             max_age: row.try_get("max_age")?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
+        })
+    }
+
+    /// [`LoginRow::read`] for a row of the SQLite writer's connection.
+    pub fn read_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            state: row.get("state")?,
+            browser_binding: row.get("browser_binding")?,
+            issuer: row.get("issuer")?,
+            nonce: row.get("nonce")?,
+            pkce_verifier: row.get("pkce_verifier")?,
+            return_to: row.get("return_to")?,
+            max_age: row.get("max_age")?,
+            created_at: row.get("created_at")?,
+            expires_at: row.get("expires_at")?,
         })
     }
 

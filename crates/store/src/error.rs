@@ -39,6 +39,35 @@ pub(crate) fn backend(doing: &str, e: sqlx::Error) -> StoreError {
     StoreError::Backend(format!("{doing}: {why}"))
 }
 
+/// True when `e`, from the SQLite writer's connection, is a unique or primary-key
+/// constraint refusing a write.
+pub(crate) fn sqlite_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error().map(|e| e.extended_code),
+        Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+/// [`backend`] for an error of the SQLite writer's connection.
+pub(crate) fn sqlite_backend(doing: &str, e: rusqlite::Error) -> StoreError {
+    tracing::warn!(error = %e, "store: {doing} failed");
+    let why = match &e {
+        rusqlite::Error::SqliteFailure(failure, _) => {
+            format!("the database refused it (code {})", failure.extended_code)
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnIndex(_)
+        | rusqlite::Error::InvalidColumnName(_)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => {
+            "a stored value has an unexpected shape (is the schema up to date?)".to_string()
+        }
+        _ => "database error".to_string(),
+    };
+    StoreError::Backend(format!("{doing}: {why}"))
+}
+
 /// Why a grant insert was refused: a unique constraint is a [`StoreError::Duplicate`].
 pub(crate) fn grant_refused(e: sqlx::Error, grant: &GrantRecord) -> StoreError {
     if !is_unique_violation(&e) {
@@ -51,6 +80,21 @@ pub(crate) fn grant_refused(e: sqlx::Error, grant: &GrantRecord) -> StoreError {
         }
         _ => false,
     };
+    duplicate_grant(single_use, grant)
+}
+
+/// [`grant_refused`] for an error of the SQLite writer's connection.
+pub(crate) fn sqlite_grant_refused(e: rusqlite::Error, grant: &GrantRecord) -> StoreError {
+    if !sqlite_unique_violation(&e) {
+        return sqlite_backend("storing a grant", e);
+    }
+    let single_use = e.to_string().contains("single_use_request");
+    duplicate_grant(single_use, grant)
+}
+
+/// The refusal of a grant that would repeat another: the request's single-use grant, or a
+/// grant id.
+fn duplicate_grant(single_use: bool, grant: &GrantRecord) -> StoreError {
     StoreError::Duplicate(if single_use {
         format!(
             "request {} already has its single-use grant",

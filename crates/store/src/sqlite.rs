@@ -36,10 +36,10 @@ use countersign_core::ports::{
 };
 use countersign_core::request::{Decision, Request, State};
 use countersign_core::{RequestId, StoreError, Timestamp};
+use rusqlite::{Connection, OpenFlags};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, SqlSafeStr, Sqlite};
 
@@ -49,8 +49,10 @@ use crate::codec::{
     StoredEventRow, StoredRequest, attempt_columns, bind_decision, bind_delivery, bind_event,
     bind_grant, bind_key, bind_login, bind_request, bind_session, bind_session_update, lease_end,
 };
-use crate::error::{backend, gone_or_moved, grant_refused, is_unique_violation};
-use crate::group_commit::{Batch, Writer};
+use crate::error::{
+    backend, gone_or_moved, sqlite_backend, sqlite_grant_refused, sqlite_unique_violation,
+};
+use crate::group_commit::{Batch, Params, Writer};
 use crate::sql;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -95,6 +97,29 @@ fn migrator() -> Migrator {
     ])
 }
 
+/// Opens the writer's own connection to the database of `options` (which the pool has
+/// opened already: the file exists, in WAL mode), set up as the pool's are. An in-memory
+/// database is shared with the pool through SQLite's shared cache, as the pool's
+/// connections share it.
+fn open_writer(options: &SqliteConnectOptions, in_memory: bool) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if in_memory {
+        flags |= OpenFlags::SQLITE_OPEN_MEMORY | OpenFlags::SQLITE_OPEN_SHARED_CACHE;
+    }
+    let open = || -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(options.get_filename(), flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        )?;
+        Ok(conn)
+    };
+    open().map_err(|e| sqlite_backend("opening the sqlite database for writing", e))
+}
+
 /// Requests, decisions and the audit chain in a SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -136,11 +161,11 @@ impl SqliteStore {
         };
         let pool = pool_options
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| backend("opening the sqlite database", e))?;
         let cache = Arc::new(RequestCache::new(cache::CAPACITY, cache::MAX_AGE));
-        let writer = Writer::start(pool.clone(), cache.clone());
+        let writer = Writer::start(open_writer(&options, in_memory)?, cache.clone())?;
         Ok(Self {
             pool,
             writer,
@@ -164,8 +189,8 @@ impl SqliteStore {
 
 /// Chains `events` after the batch's head and writes them, moving the head (which the batch
 /// stores once, before it commits).
-pub(crate) async fn append_events(
-    batch: &mut Batch,
+pub(crate) fn append_events(
+    batch: &mut Batch<'_>,
     events: &[NewAuditEvent],
 ) -> Result<(), StoreError> {
     if events.is_empty() {
@@ -173,10 +198,14 @@ pub(crate) async fn append_events(
     }
     let (mut seq, mut hash) = match batch.head.take() {
         Some(head) => head,
-        None => sqlx::query_as::<_, (i64, String)>(HEAD_SQL)
-            .fetch_one(batch.conn())
-            .await
-            .map_err(|e| backend("reading the audit chain head", e))?,
+        None => batch
+            .query_row(HEAD_SQL, Params::new(), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(|e| sqlite_backend("reading the audit chain head", e))?
+            .ok_or_else(|| {
+                StoreError::Backend("reading the audit chain head: it is missing".into())
+            })?,
     };
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
@@ -185,47 +214,38 @@ pub(crate) async fn append_events(
         seq = chained.seq;
         hash = chained.hash;
     }
-    // One statement for a write's events: each statement is a hand-over to SQLite's thread.
+    // One statement for a write's events, in chunks that stay under SQLite's parameter limit.
     for chunk in rows.chunks(sql::SQLITE_EVENTS_PER_INSERT) {
-        let text = sqlx::AssertSqlSafe(sql::sqlite_insert_events(chunk.len()));
-        chunk
+        let params = chunk
             .iter()
-            .fold(sqlx::query(text), |q, row| bind_event!(q, row))
-            .execute(batch.conn())
-            .await
-            .map_err(|e| backend("appending audit events", e))?;
+            .fold(Params::new(), |q, row| bind_event!(q, row));
+        batch
+            .execute(&sql::sqlite_insert_events(chunk.len()), params)
+            .map_err(|e| sqlite_backend("appending audit events", e))?;
     }
     batch.head = Some((seq, hash));
     Ok(())
 }
 
 /// Why a write guarded by request `id`'s version wrote nothing: gone or moved.
-async fn not_applied(conn: &mut SqliteConnection, id: &str) -> StoreError {
-    match sqlx::query_scalar(sql::REQUEST_EXISTS)
-        .bind(id)
-        .fetch_one(conn)
-        .await
-    {
-        Ok(exists) => gone_or_moved(exists),
-        Err(e) => backend("reading a request", e),
+fn not_applied(batch: &Batch<'_>, id: &str) -> StoreError {
+    match batch.query_row(sql::REQUEST_EXISTS, Params::new().bind(id), |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(exists) => gone_or_moved(exists.unwrap_or(0)),
+        Err(e) => sqlite_backend("reading a request", e),
     }
 }
 
 /// Writes `outbox` as pending deliveries, due at their creation time.
-async fn insert_outbox(
-    conn: &mut SqliteConnection,
-    outbox: &[OutboxMessage],
-) -> Result<(), StoreError> {
+fn insert_outbox(batch: &Batch<'_>, outbox: &[OutboxMessage]) -> Result<(), StoreError> {
     for message in outbox {
         let row = DeliveryRow::encode_new(message)?;
-        if let Err(e) = bind_delivery!(sqlx::query(sql::INSERT_DELIVERY), &row)
-            .execute(&mut *conn)
-            .await
-        {
-            return Err(if is_unique_violation(&e) {
+        if let Err(e) = batch.execute(sql::INSERT_DELIVERY, bind_delivery!(Params::new(), &row)) {
+            return Err(if sqlite_unique_violation(&e) {
                 StoreError::Duplicate(format!("outbox message {} already exists", message.id))
             } else {
-                backend("writing to the webhook outbox", e)
+                sqlite_backend("writing to the webhook outbox", e)
             });
         }
     }
@@ -405,25 +425,18 @@ impl Store for SqliteStore {
         let (request_id, events, outbox) = (request.id, events.to_vec(), outbox.to_vec());
         self.writer
             .write_checked(
-                move |batch| {
-                    Box::pin(async move {
-                        match bind_request!(sqlx::query(sql::INSERT_REQUEST), &row)
-                            .execute(batch.conn())
-                            .await
-                        {
-                            Ok(_) => Ok(()),
-                            Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(
-                                format!("request {request_id} already exists"),
-                            )),
-                            Err(e) => Err(backend("storing a request", e)),
-                        }
-                    })
+                move |batch| match batch
+                    .execute(sql::INSERT_REQUEST, bind_request!(Params::new(), &row))
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if sqlite_unique_violation(&e) => Err(StoreError::Duplicate(format!(
+                        "request {request_id} already exists"
+                    ))),
+                    Err(e) => Err(sqlite_backend("storing a request", e)),
                 },
                 move |batch, ()| {
-                    Box::pin(async move {
-                        insert_outbox(batch.conn(), &outbox).await?;
-                        append_events(batch, &events).await
-                    })
+                    insert_outbox(batch, &outbox)?;
+                    append_events(batch, &events)
                 },
             )
             .await
@@ -471,65 +484,61 @@ impl Store for SqliteStore {
         self.writer
             .write_checked(
                 move |batch| {
-                    Box::pin(async move {
-                        batch.touch(transition.request_id);
-                        let id = transition.request_id.to_string();
-                        let cas = match &decision {
-                            None => sqlx::query(sql::CAS_REQUEST),
-                            Some(_) => sqlx::query(sql::SQLITE_CAS_REQUEST_UNDECIDED),
-                        }
+                    batch.touch(transition.request_id);
+                    let id = transition.request_id.to_string();
+                    let params = Params::new()
                         .bind(id.as_str())
                         .bind(transition.expected_version)
                         .bind(transition.state.as_str())
                         .bind(transition.approval.map(crate::codec::approval_name))
                         .bind(transition.decided_at.map(|t| t.timestamp_millis()))
                         .bind(transition.at.timestamp_millis());
-                        let cas = match &decision {
-                            None => cas,
-                            Some(d) => cas
+                    let changed = match &decision {
+                        None => batch.execute(sql::CAS_REQUEST, params),
+                        Some(d) => batch.execute(
+                            sql::SQLITE_CAS_REQUEST_UNDECIDED,
+                            params
                                 .bind(d.approver_issuer.as_str())
                                 .bind(d.approver_subject.as_str()),
-                        };
-                        let changed = cas
-                            .execute(batch.conn())
-                            .await
-                            .map_err(|e| backend("updating a request", e))?
-                            .rows_affected();
-                        if changed > 0 {
-                            return Ok((transition, decision));
+                        ),
+                    }
+                    .map_err(|e| sqlite_backend("updating a request", e))?;
+                    if changed > 0 {
+                        return Ok((transition, decision));
+                    }
+                    // Nothing was written. Say why it did not apply.
+                    let Some(d) = &decision else {
+                        return Err(not_applied(batch, &id));
+                    };
+                    let current: Option<i64> = batch
+                        .query_row(
+                            sql::SQLITE_REQUEST_VERSION,
+                            Params::new().bind(id.as_str()),
+                            |row| row.get(0),
+                        )
+                        .map_err(|e| sqlite_backend("reading a request", e))?;
+                    Err(match current {
+                        None => StoreError::NotFound,
+                        Some(version) if version != transition.expected_version => {
+                            StoreError::Conflict
                         }
-                        // Nothing was written. Say why it did not apply.
-                        let Some(d) = &decision else {
-                            return Err(not_applied(batch.conn(), &id).await);
-                        };
-                        let current: Option<i64> = sqlx::query_scalar(sql::SQLITE_REQUEST_VERSION)
-                            .bind(id.as_str())
-                            .fetch_optional(batch.conn())
-                            .await
-                            .map_err(|e| backend("reading a request", e))?;
-                        Err(match current {
-                            None => StoreError::NotFound,
-                            Some(version) if version != transition.expected_version => {
-                                StoreError::Conflict
-                            }
-                            Some(_) => StoreError::Duplicate(format!(
-                                "{}:{} has already decided on {}",
-                                d.approver_issuer, d.approver_subject, transition.request_id
-                            )),
-                        })
+                        Some(_) => StoreError::Duplicate(format!(
+                            "{}:{} has already decided on {}",
+                            d.approver_issuer, d.approver_subject, transition.request_id
+                        )),
                     })
                 },
                 move |batch, (transition, decision)| {
-                    Box::pin(async move {
-                        if let Some(decision) = &decision {
-                            bind_decision!(sqlx::query(sql::INSERT_DECISION), decision)
-                                .execute(batch.conn())
-                                .await
-                                .map_err(|e| backend("storing a decision", e))?;
-                        }
-                        insert_outbox(batch.conn(), &transition.outbox).await?;
-                        append_events(batch, &transition.events).await
-                    })
+                    if let Some(decision) = &decision {
+                        batch
+                            .execute(
+                                sql::INSERT_DECISION,
+                                bind_decision!(Params::new(), decision),
+                            )
+                            .map_err(|e| sqlite_backend("storing a decision", e))?;
+                    }
+                    insert_outbox(batch, &transition.outbox)?;
+                    append_events(batch, &transition.events)
                 },
             )
             .await
@@ -581,12 +590,7 @@ impl Store for SqliteStore {
         }
         let events = events.to_vec();
         self.writer
-            .write(move |batch| {
-                Box::pin(async move {
-                    append_events(batch, &events).await?;
-                    Ok(())
-                })
-            })
+            .write(move |batch| append_events(batch, &events))
             .await
     }
 
@@ -649,26 +653,19 @@ impl Store for SqliteStore {
         self.writer
             .write_checked(
                 move |batch| {
-                    Box::pin(async move {
-                        let inserted =
-                            bind_grant!(sqlx::query(sql::SQLITE_INSERT_GRANT), &row, single_use)
-                                .bind(request_version)
-                                .execute(batch.conn())
-                                .await
-                                .map_err(|e| grant_refused(e, &grant))?
-                                .rows_affected();
-                        if inserted == 0 {
-                            // Not approved, approved at another version, or gone: say which.
-                            return Err(not_applied(batch.conn(), &row.request_id).await);
-                        }
-                        Ok(())
-                    })
+                    let params = bind_grant!(Params::new(), &row, single_use).bind(request_version);
+                    let inserted = batch
+                        .execute(sql::SQLITE_INSERT_GRANT, params)
+                        .map_err(|e| sqlite_grant_refused(e, &grant))?;
+                    if inserted == 0 {
+                        // Not approved, approved at another version, or gone: say which.
+                        return Err(not_applied(batch, &row.request_id));
+                    }
+                    Ok(())
                 },
                 move |batch, ()| {
-                    Box::pin(async move {
-                        insert_outbox(batch.conn(), &outbox).await?;
-                        append_events(batch, &events).await
-                    })
+                    insert_outbox(batch, &outbox)?;
+                    append_events(batch, &events)
                 },
             )
             .await
@@ -699,21 +696,18 @@ impl Store for SqliteStore {
         let (jti, events) = (jti.to_owned(), events.to_vec());
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let changed = sqlx::query(sql::REVOKE_GRANT)
-                        .bind(jti)
-                        .bind(at.timestamp_millis())
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("revoking a grant", e))?
-                        .rows_affected();
-                    if changed == 0 {
-                        // Unknown or already revoked: nothing changes, nothing is appended.
-                        return Ok(false);
-                    }
-                    append_events(batch, &events).await?;
-                    Ok(true)
-                })
+                let changed = batch
+                    .execute(
+                        sql::REVOKE_GRANT,
+                        Params::new().bind(jti).bind(at.timestamp_millis()),
+                    )
+                    .map_err(|e| sqlite_backend("revoking a grant", e))?;
+                if changed == 0 {
+                    // Unknown or already revoked: nothing changes, nothing is appended.
+                    return Ok(false);
+                }
+                append_events(batch, &events)?;
+                Ok(true)
             })
             .await
     }
@@ -747,33 +741,28 @@ impl KeyStore for SqliteStore {
         let (kid, retire, events) = (key.kid.clone(), retire.to_vec(), events.to_vec());
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    if let Err(e) = bind_key!(sqlx::query(sql::INSERT_KEY), &row)
-                        .execute(batch.conn())
-                        .await
-                    {
-                        return Err(if is_unique_violation(&e) {
-                            StoreError::Duplicate(format!("signing key {kid} already exists"))
-                        } else {
-                            backend("storing a signing key", e)
-                        });
+                if let Err(e) = batch.execute(sql::INSERT_KEY, bind_key!(Params::new(), &row)) {
+                    return Err(if sqlite_unique_violation(&e) {
+                        StoreError::Duplicate(format!("signing key {kid} already exists"))
+                    } else {
+                        sqlite_backend("storing a signing key", e)
+                    });
+                }
+                for (kid, until) in retire {
+                    let changed = batch
+                        .execute(
+                            sql::RETIRE_KEY,
+                            Params::new()
+                                .bind(kid.as_str())
+                                .bind(until.timestamp_millis()),
+                        )
+                        .map_err(|e| sqlite_backend("retiring a signing key", e))?;
+                    if changed == 0 {
+                        // Nothing is written: the caller read keys that are not there.
+                        return Err(StoreError::NotFound);
                     }
-                    for (kid, until) in retire {
-                        let changed = sqlx::query(sql::RETIRE_KEY)
-                            .bind(kid.as_str())
-                            .bind(until.timestamp_millis())
-                            .execute(batch.conn())
-                            .await
-                            .map_err(|e| backend("retiring a signing key", e))?
-                            .rows_affected();
-                        if changed == 0 {
-                            // Nothing is written: the caller read keys that are not there.
-                            return Err(StoreError::NotFound);
-                        }
-                    }
-                    append_events(batch, &events).await?;
-                    Ok(())
-                })
+                }
+                append_events(batch, &events)
             })
             .await
     }
@@ -804,37 +793,39 @@ impl OutboxStore for SqliteStore {
         // process or another, can take the same rows in between.
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let rows = sqlx::query(sql::DUE_DELIVERIES)
-                        .bind(now.timestamp_millis())
-                        .bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE))
-                        .fetch_all(batch.conn())
-                        .await
-                        .map_err(|e| backend("claiming deliveries", e))?;
-                    let mut claimed = read_deliveries(&rows)?;
-                    if claimed.is_empty() {
-                        return Ok(claimed);
-                    }
-                    let mut q: QueryBuilder<Sqlite> =
-                        QueryBuilder::new("UPDATE deliveries SET next_attempt_at = ");
-                    q.push_bind(until).push(" WHERE id IN (");
-                    let mut list = q.separated(", ");
-                    for d in &claimed {
-                        list.push_bind(d.message.id.as_str());
-                    }
-                    q.push(")");
-                    q.build()
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("claiming deliveries", e))?;
-                    let until = countersign_core::time::from_millis(until).ok_or_else(|| {
-                        StoreError::Backend("the delivery lease is out of range".into())
-                    })?;
-                    for d in &mut claimed {
-                        d.next_attempt_at = until;
-                    }
-                    Ok(claimed)
-                })
+                let rows = batch
+                    .query_rows(
+                        sql::DUE_DELIVERIES,
+                        Params::new()
+                            .bind(now.timestamp_millis())
+                            .bind(sql::page_size(limit, sql::MAX_DELIVERY_PAGE)),
+                        DeliveryRow::read_sqlite,
+                    )
+                    .map_err(|e| sqlite_backend("claiming deliveries", e))?;
+                let mut claimed = rows
+                    .into_iter()
+                    .map(DeliveryRow::decode)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if claimed.is_empty() {
+                    return Ok(claimed);
+                }
+                let mut text = "UPDATE deliveries SET next_attempt_at = ? WHERE id IN (".to_owned();
+                let mut params = Params::new().bind(until);
+                for (i, d) in claimed.iter().enumerate() {
+                    text.push_str(if i == 0 { "?" } else { ", ?" });
+                    params = params.bind(d.message.id.as_str());
+                }
+                text.push(')');
+                batch
+                    .execute(&text, params)
+                    .map_err(|e| sqlite_backend("claiming deliveries", e))?;
+                let until = countersign_core::time::from_millis(until).ok_or_else(|| {
+                    StoreError::Backend("the delivery lease is out of range".into())
+                })?;
+                for d in &mut claimed {
+                    d.next_attempt_at = until;
+                }
+                Ok(claimed)
             })
             .await
     }
@@ -850,34 +841,32 @@ impl OutboxStore for SqliteStore {
         let (id, error) = (id.to_owned(), error.map(str::to_owned));
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let changed = sqlx::query(sql::RECORD_ATTEMPT)
-                        .bind(id.as_str())
-                        .bind(state)
-                        .bind(next)
-                        .bind(error)
-                        .bind(now.timestamp_millis())
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("recording a delivery attempt", e))?
-                        .rows_affected();
-                    if changed == 0 {
-                        let exists: i64 = sqlx::query_scalar(sql::DELIVERY_EXISTS)
-                            .bind(id.as_str())
-                            .fetch_one(batch.conn())
-                            .await
-                            .map_err(|e| backend("reading a delivery", e))?;
-                        if exists == 0 {
-                            return Err(StoreError::NotFound);
-                        }
-                        // Delivered or failed meanwhile (a lease that ran out): that outcome stands.
-                        tracing::debug!(
-                            "store: attempt on a delivery that is no longer pending ignored"
-                        );
-                        return Ok(());
+                let params = Params::new()
+                    .bind(id.as_str())
+                    .bind(state)
+                    .bind(next)
+                    .bind(error)
+                    .bind(now.timestamp_millis());
+                let changed = batch
+                    .execute(sql::RECORD_ATTEMPT, params)
+                    .map_err(|e| sqlite_backend("recording a delivery attempt", e))?;
+                if changed == 0 {
+                    let exists: Option<i64> = batch
+                        .query_row(
+                            sql::DELIVERY_EXISTS,
+                            Params::new().bind(id.as_str()),
+                            |row| row.get(0),
+                        )
+                        .map_err(|e| sqlite_backend("reading a delivery", e))?;
+                    if exists.unwrap_or(0) == 0 {
+                        return Err(StoreError::NotFound);
                     }
-                    Ok(())
-                })
+                    // Delivered or failed meanwhile (a lease that ran out): that outcome stands.
+                    tracing::debug!(
+                        "store: attempt on a delivery that is no longer pending ignored"
+                    );
+                }
+                Ok(())
             })
             .await
     }
@@ -913,19 +902,13 @@ impl OutboxStore for SqliteStore {
         let id = id.to_owned();
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let changed = sqlx::query(sql::RETRY_DELIVERY)
-                        .bind(id)
-                        .bind(now.timestamp_millis())
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("retrying a delivery", e))?
-                        .rows_affected();
-                    if changed == 0 {
-                        return Ok(false);
-                    }
-                    Ok(true)
-                })
+                let changed = batch
+                    .execute(
+                        sql::RETRY_DELIVERY,
+                        Params::new().bind(id).bind(now.timestamp_millis()),
+                    )
+                    .map_err(|e| sqlite_backend("retrying a delivery", e))?;
+                Ok(changed > 0)
             })
             .await
     }
@@ -940,19 +923,13 @@ impl SessionStore for SqliteStore {
         let row = LoginRow::encode(login);
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    if let Err(e) = bind_login!(sqlx::query(sql::INSERT_LOGIN), &row)
-                        .execute(batch.conn())
-                        .await
-                    {
-                        return Err(if is_unique_violation(&e) {
-                            StoreError::Duplicate("a login with this state already exists".into())
-                        } else {
-                            backend("storing a login", e)
-                        });
-                    }
-                    Ok(())
-                })
+                match batch.execute(sql::INSERT_LOGIN, bind_login!(Params::new(), &row)) {
+                    Ok(_) => Ok(()),
+                    Err(e) if sqlite_unique_violation(&e) => Err(StoreError::Duplicate(
+                        "a login with this state already exists".into(),
+                    )),
+                    Err(e) => Err(sqlite_backend("storing a login", e)),
+                }
             })
             .await
     }
@@ -964,18 +941,15 @@ impl SessionStore for SqliteStore {
         let state = state.to_owned();
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let row = sqlx::query(sql::TAKE_LOGIN)
-                        .bind(state)
-                        .fetch_optional(batch.conn())
-                        .await
-                        .map_err(|e| backend("taking a login", e))?;
-                    let Some(row) = row else {
-                        return Ok(None);
-                    };
-                    let row = LoginRow::read(&row).map_err(|e| backend("taking a login", e))?;
-                    row.decode().map(Some)
-                })
+                batch
+                    .query_row(
+                        sql::TAKE_LOGIN,
+                        Params::new().bind(state),
+                        LoginRow::read_sqlite,
+                    )
+                    .map_err(|e| sqlite_backend("taking a login", e))?
+                    .map(LoginRow::decode)
+                    .transpose()
             })
             .await
     }
@@ -985,19 +959,13 @@ impl SessionStore for SqliteStore {
         let row = SessionRow::encode(session)?;
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    if let Err(e) = bind_session!(sqlx::query(sql::INSERT_SESSION), &row)
-                        .execute(batch.conn())
-                        .await
-                    {
-                        return Err(if is_unique_violation(&e) {
-                            StoreError::Duplicate("a session with this id already exists".into())
-                        } else {
-                            backend("storing a session", e)
-                        });
-                    }
-                    Ok(())
-                })
+                match batch.execute(sql::INSERT_SESSION, bind_session!(Params::new(), &row)) {
+                    Ok(_) => Ok(()),
+                    Err(e) if sqlite_unique_violation(&e) => Err(StoreError::Duplicate(
+                        "a session with this id already exists".into(),
+                    )),
+                    Err(e) => Err(sqlite_backend("storing a session", e)),
+                }
             })
             .await
     }
@@ -1022,18 +990,17 @@ impl SessionStore for SqliteStore {
         let row = SessionRow::encode(session)?;
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let changed = bind_session_update!(sqlx::query(sql::UPDATE_SESSION), &row)
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("updating a session", e))?
-                        .rows_affected();
-                    if changed == 0 {
-                        // Signed out (or purged) meanwhile: the session stays gone.
-                        return Err(StoreError::NotFound);
-                    }
-                    Ok(())
-                })
+                let changed = batch
+                    .execute(
+                        sql::UPDATE_SESSION,
+                        bind_session_update!(Params::new(), &row),
+                    )
+                    .map_err(|e| sqlite_backend("updating a session", e))?;
+                if changed == 0 {
+                    // Signed out (or purged) meanwhile: the session stays gone.
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
             })
             .await
     }
@@ -1043,18 +1010,10 @@ impl SessionStore for SqliteStore {
         let id_hash = id_hash.to_owned();
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let changed = sqlx::query(sql::DELETE_SESSION)
-                        .bind(id_hash)
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("deleting a session", e))?
-                        .rows_affected();
-                    if changed == 0 {
-                        return Ok(false);
-                    }
-                    Ok(true)
-                })
+                let changed = batch
+                    .execute(sql::DELETE_SESSION, Params::new().bind(id_hash))
+                    .map_err(|e| sqlite_backend("deleting a session", e))?;
+                Ok(changed > 0)
             })
             .await
     }
@@ -1084,17 +1043,13 @@ impl SessionStore for SqliteStore {
         };
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let query = binds
-                        .iter()
-                        .fold(sqlx::query(statement), |q, value| q.bind(value.as_str()));
-                    let deleted = query
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("deleting sessions", e))?
-                        .rows_affected();
-                    Ok(deleted)
-                })
+                let params = binds
+                    .iter()
+                    .fold(Params::new(), |q, value| q.bind(value.as_str()));
+                let deleted = batch
+                    .execute(statement, params)
+                    .map_err(|e| sqlite_backend("deleting sessions", e))?;
+                Ok(deleted as u64)
             })
             .await
     }
@@ -1107,21 +1062,19 @@ impl SessionStore for SqliteStore {
     ) -> Result<u64, StoreError> {
         self.writer
             .write(move |batch| {
-                Box::pin(async move {
-                    let logins = sqlx::query(sql::PURGE_LOGINS)
-                        .bind(logins_before.timestamp_millis())
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("purging logins", e))?
-                        .rows_affected();
-                    let sessions = sqlx::query(sql::PURGE_SESSIONS)
-                        .bind(sessions_idle_before.timestamp_millis())
-                        .execute(batch.conn())
-                        .await
-                        .map_err(|e| backend("purging sessions", e))?
-                        .rows_affected();
-                    Ok(logins + sessions)
-                })
+                let logins = batch
+                    .execute(
+                        sql::PURGE_LOGINS,
+                        Params::new().bind(logins_before.timestamp_millis()),
+                    )
+                    .map_err(|e| sqlite_backend("purging logins", e))?;
+                let sessions = batch
+                    .execute(
+                        sql::PURGE_SESSIONS,
+                        Params::new().bind(sessions_idle_before.timestamp_millis()),
+                    )
+                    .map_err(|e| sqlite_backend("purging sessions", e))?;
+                Ok((logins + sessions) as u64)
             })
             .await
     }
@@ -1347,10 +1300,8 @@ mod tests {
         let held = store.writer.clone();
         let holder = tokio::spawn(async move {
             held.write(|_batch| {
-                Box::pin(async move {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    Ok(())
-                })
+                std::thread::sleep(Duration::from_millis(200));
+                Ok(())
             })
             .await
         });
@@ -1372,11 +1323,7 @@ mod tests {
         caller.abort();
         holder.await.expect("holder").expect("held");
         // The next batch runs after the change's, so once it is answered the change is in.
-        store
-            .writer
-            .write(|_| Box::pin(async { Ok(()) }))
-            .await
-            .expect("flush");
+        store.writer.write(|_| Ok(())).await.expect("flush");
         let after = store.get_request(&id).await.expect("read").expect("found");
         assert_eq!(after.state, State::Cancelled);
         assert_eq!(after.version, before.version + 1);
