@@ -621,10 +621,10 @@ impl Engine {
                 outbox: Vec::new(),
             };
             let mut transition = transition;
-            transition.outbox = self.announce(&action, &applied(request.clone(), &transition), now);
+            transition.outbox = self.announce(&action, &transition.apply_to(request.clone()), now);
             match self.store.apply(&transition).await {
                 Ok(()) => {
-                    let next = applied(request, &transition);
+                    let next = transition.apply_to(request);
                     self.changed(&next);
                     return Ok(next);
                 }
@@ -659,12 +659,12 @@ impl Engine {
         let mut transition = transition;
         transition.outbox = self.announce(
             "request.expired",
-            &applied(request.clone(), &transition),
+            &transition.apply_to(request.clone()),
             now,
         );
         match self.store.apply(&transition).await {
             Ok(()) => {
-                self.changed(&applied(request.clone(), &transition));
+                self.changed(&transition.apply_to(request.clone()));
                 Ok(true)
             }
             Err(StoreError::Conflict) => Ok(false),
@@ -1087,19 +1087,6 @@ impl Engine {
             l.request_changed(&request.id, request.version);
         }
     }
-}
-
-/// The request as it is after `transition` (which carries no decision).
-fn applied(mut request: Request, transition: &Transition) -> Request {
-    request.state = transition.state;
-    request.approval = transition.approval;
-    request.decided_at = transition.decided_at;
-    request.updated_at = transition.at;
-    request.version = transition.expected_version + 1;
-    if let Some(d) = &transition.decision {
-        request.decisions.push(d.clone());
-    }
-    request
 }
 
 /// Whether `who` made the request (under any identity of theirs) or decided it.

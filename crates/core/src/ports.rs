@@ -63,9 +63,9 @@ pub struct Transition {
     /// The state after the change (may equal the current one, e.g. a decision that leaves the
     /// request pending).
     pub state: State,
-    /// How it was approved, when `state` is approved.
+    /// How it was approved, when `state` is approved; unset, the stored one is kept.
     pub approval: Option<ApprovalPath>,
-    /// Set when the request leaves `pending`.
+    /// Set when the request leaves `pending`; unset, the stored one is kept.
     pub decided_at: Option<Timestamp>,
     /// When the change happened.
     pub at: Timestamp,
@@ -75,6 +75,23 @@ pub struct Transition {
     pub events: Vec<NewAuditEvent>,
     /// Webhook messages, written to the outbox in the same transaction.
     pub outbox: Vec<OutboxMessage>,
+}
+
+impl Transition {
+    /// `request` (read at `expected_version`) as it is once this change is stored: what the
+    /// store reads back after it. How and when the request was decided are kept when the
+    /// change leaves them unset (approved, then revoked, stays approved by quorum).
+    pub fn apply_to(&self, mut request: Request) -> Request {
+        request.state = self.state;
+        request.approval = self.approval.or(request.approval);
+        request.decided_at = self.decided_at.or(request.decided_at);
+        request.updated_at = self.at;
+        request.version = self.expected_version + 1;
+        if let Some(d) = &self.decision {
+            request.decisions.push(d.clone());
+        }
+        request
+    }
 }
 
 /// Which end of the id order to start from.

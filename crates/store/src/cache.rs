@@ -52,6 +52,18 @@ struct Inner {
     requests: HashMap<RequestId, (Request, Instant)>,
 }
 
+impl Inner {
+    /// Drops an arbitrary request when `capacity` are kept and `id` is not one of them.
+    fn make_room(&mut self, capacity: usize, id: &RequestId) {
+        if self.requests.len() >= capacity
+            && !self.requests.contains_key(id)
+            && let Some(victim) = self.requests.keys().next().copied()
+        {
+            self.requests.remove(&victim);
+        }
+    }
+}
+
 impl RequestCache {
     /// An empty cache of at most `capacity` requests (0 turns it off), each kept at most
     /// `max_age`.
@@ -101,12 +113,7 @@ impl RequestCache {
         if inner.epoch != epoch {
             return;
         }
-        if inner.requests.len() >= self.capacity
-            && !inner.requests.contains_key(&request.id)
-            && let Some(victim) = inner.requests.keys().next().copied()
-        {
-            inner.requests.remove(&victim);
-        }
+        inner.make_room(self.capacity, &request.id);
         inner
             .requests
             .insert(request.id, (request.clone(), Instant::now()));
@@ -115,13 +122,27 @@ impl RequestCache {
     /// Forgets `touched` and moves the epoch on; called by the writer after each batch that
     /// changed (or tried to change) requests, before its callers are answered.
     pub(crate) fn forget(&self, touched: &[RequestId]) {
-        if touched.is_empty() {
+        self.settle(touched, Vec::new());
+    }
+
+    /// Like [`RequestCache::forget`], then keeps `written`: requests as a committed batch
+    /// left them (a later one of the same id wins).
+    pub(crate) fn settle(&self, touched: &[RequestId], written: Vec<Request>) {
+        if touched.is_empty() && written.is_empty() {
             return;
         }
         let mut inner = self.lock();
         inner.epoch += 1;
         for id in touched {
             inner.requests.remove(id);
+        }
+        if self.capacity == 0 {
+            return;
+        }
+        let now = Instant::now();
+        for request in written {
+            inner.make_room(self.capacity, &request.id);
+            inner.requests.insert(request.id, (request, now));
         }
     }
 }

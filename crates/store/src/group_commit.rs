@@ -34,6 +34,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use countersign_core::request::Request;
 use countersign_core::{RequestId, StoreError};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, Row};
@@ -93,17 +94,31 @@ impl<'a> Params<'a> {
 /// jobs so far have moved it.
 pub(crate) struct Batch<'c> {
     conn: &'c Connection,
+    cache: &'c RequestCache,
     /// The head as the batch's jobs moved it; `None` until a job appends events (the first
     /// to do so reads it from the database). Written back once, before the commit.
     pub(crate) head: Option<Head>,
     /// The requests the batch's jobs changed or tried to change.
     touched: Vec<RequestId>,
+    /// Requests as the batch's jobs left them, for the cache to keep once committed.
+    written: Vec<Request>,
 }
 
 impl Batch<'_> {
     /// Notes that the job changes request `id` (so the request cache forgets it).
     pub(crate) fn touch(&mut self, id: RequestId) {
         self.touched.push(id);
+    }
+
+    /// The request as the cache holds it, if it does.
+    pub(crate) fn cached(&self, id: &RequestId) -> Option<Request> {
+        self.cache.get(id)
+    }
+
+    /// Notes `request` as the job leaves it: the cache keeps it if the batch commits, which
+    /// spares the next reader the database. It must be exactly what reading it back gives.
+    pub(crate) fn wrote(&mut self, request: Request) {
+        self.written.push(request);
     }
 
     /// Runs `sql` with `params`, inside the batch's transaction: the number of rows it
@@ -294,8 +309,10 @@ fn run_batch(conn: &Connection, cache: &RequestCache, first: Job, queue: &mut mp
     let mut broken = run_plain(conn, "BEGIN IMMEDIATE", "starting a write transaction").err();
     let mut batch = Batch {
         conn,
+        cache,
         head: None,
         touched: Vec::new(),
+        written: Vec::new(),
     };
     while broken.is_none() {
         if pending.is_empty() {
@@ -318,11 +335,12 @@ fn run_batch(conn: &Connection, cache: &RequestCache, first: Job, queue: &mut mp
             pending.push_front(job);
             break;
         }
-        let head = batch.head.clone();
+        let (head, written) = (batch.head.clone(), batch.written.len());
         let (result, undone) = match (job.work)(&mut batch) {
             Ok(value) => (Ok(value), Ok(())),
             Err(Failure::Refused(e)) => {
                 batch.head = head;
+                batch.written.truncate(written);
                 let undone = if job.savepoint {
                     run_plain(conn, "ROLLBACK TO SAVEPOINT job", "undoing a write")
                 } else {
@@ -354,7 +372,10 @@ fn run_batch(conn: &Connection, cache: &RequestCache, first: Job, queue: &mut mp
         }
     }
     // Committed or not, after the commit and before anyone hears of it.
-    cache.forget(&batch.touched);
+    match outcome {
+        Ok(()) => cache.settle(&batch.touched, batch.written),
+        Err(_) => cache.forget(&batch.touched),
+    }
     if let Err(text) = &outcome {
         tracing::warn!(error = %text, jobs = taken, "store: a write batch failed");
     }

@@ -422,7 +422,8 @@ impl Store for SqliteStore {
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError> {
         let row = RequestRow::encode(request)?;
-        let (request_id, events, outbox) = (request.id, events.to_vec(), outbox.to_vec());
+        let (request, events, outbox) = (request.clone(), events.to_vec(), outbox.to_vec());
+        let request_id = request.id;
         self.writer
             .write_checked(
                 move |batch| match batch
@@ -436,7 +437,9 @@ impl Store for SqliteStore {
                 },
                 move |batch, ()| {
                     insert_outbox(batch, &outbox)?;
-                    append_events(batch, &events)
+                    append_events(batch, &events)?;
+                    batch.wrote(request);
+                    Ok(())
                 },
             )
             .await
@@ -538,7 +541,16 @@ impl Store for SqliteStore {
                             .map_err(|e| sqlite_backend("storing a decision", e))?;
                     }
                     insert_outbox(batch, &transition.outbox)?;
-                    append_events(batch, &transition.events)
+                    append_events(batch, &transition.events)?;
+                    // The request as cached before, changed as the transition says, is what
+                    // the database now holds.
+                    if let Some(before) = batch
+                        .cached(&transition.request_id)
+                        .filter(|r| r.version == transition.expected_version)
+                    {
+                        batch.wrote(transition.apply_to(before));
+                    }
+                    Ok(())
                 },
             )
             .await
@@ -1283,6 +1295,91 @@ mod tests {
             .expect("read")
             .expect("found");
         assert_eq!((read.state, read.version), (State::Cancelled, 2));
+    }
+
+    /// What the writer keeps in the cache after a write is exactly what reading the request
+    /// back from the database gives, for a new request, a decision and a change of state.
+    #[tokio::test]
+    async fn what_a_write_leaves_in_the_cache_is_what_the_database_holds() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = format!("sqlite://{}", dir.path().join("c.db").display());
+        let store = SqliteStore::connect(&url).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let at = |ms: i64| countersign_core::time::from_millis(ms).expect("time");
+        let mut request = crate::cache::tests::request(1);
+        request.requester.name = Some("Alice \"Al\" Ærø".into());
+        request.requester.claims.insert(
+            "weights".into(),
+            json!([0.5, 1e-7, 12345678901234i64, -0.0, {"b": "\u{1F600}\n"}]),
+        );
+        request
+            .params
+            .insert("ratio".into(), json!(0.30000000000000004));
+        request.params.insert("big".into(), json!(u64::MAX));
+        request.reason = Some("why ✓".into());
+        let id = request.id;
+        // Read back by a store of its own, with an empty cache.
+        let read_back = || async {
+            let fresh = SqliteStore::connect(&url).await.expect("open");
+            fresh.get_request(&id).await.expect("read").expect("found")
+        };
+        store
+            .insert_request(&request, &[], &[])
+            .await
+            .expect("insert");
+        assert_eq!(store.cache.get(&id), Some(read_back().await));
+
+        let mut bob = Principal::human("okta", "bob");
+        bob.groups = vec!["sre".into()];
+        let decide = Transition {
+            request_id: id,
+            expected_version: request.version,
+            state: State::Approved,
+            approval: Some(countersign_core::request::ApprovalPath::Quorum),
+            decided_at: Some(at(7_000)),
+            at: at(7_000),
+            decision: Some(Decision {
+                approver: bob.summary(),
+                verdict: countersign_core::request::Verdict::Approve,
+                comment: Some("ok ✓".into()),
+                digest: request.digest.clone(),
+                at: at(7_000),
+                eligible_rules: vec!["sre".into()],
+            }),
+            events: Vec::new(),
+            outbox: Vec::new(),
+        };
+        store.apply(&decide).await.expect("decide");
+        let decided = store.cache.get(&id).expect("kept");
+        assert_eq!(decided.version, request.version + 1);
+        assert_eq!(decided, read_back().await);
+
+        let cancel = Transition {
+            expected_version: decided.version,
+            state: State::Cancelled,
+            approval: None,
+            decision: None,
+            at: at(8_000),
+            ..decide
+        };
+        store.apply(&cancel).await.expect("cancel");
+        assert_eq!(store.cache.get(&id), Some(read_back().await));
+
+        // A change the writer cannot derive (the request was not cached at the version it
+        // changes) leaves the cache without it.
+        store.cache.forget(&[id]);
+        let expire = Transition {
+            expected_version: decided.version + 1,
+            state: State::Expired,
+            at: at(9_000),
+            ..cancel
+        };
+        store.apply(&expire).await.expect("expire");
+        assert_eq!(store.cache.get(&id), None);
+        assert_eq!(
+            store.get_request(&id).await.expect("read").map(|r| r.state),
+            Some(State::Expired)
+        );
     }
 
     /// A change whose caller hangs up before the writer answers still reaches the request
