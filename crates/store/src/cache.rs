@@ -10,6 +10,10 @@
 //!   touched and moves the cache's epoch on, *after* the commit and *before* any caller of
 //!   the batch is answered. So a caller that saw its write done reads it back, and a caller
 //!   that hung up cannot leave a stale entry behind.
+//! - A committed batch then leaves in the cache the requests it created, and those it changed
+//!   from the version the cache held, as the change left them
+//!   (`countersign_core::ports::Transition::apply_to`, the rule the stores follow): the next
+//!   reader of a request in the middle of its approval finds it here.
 //! - A reader notes the epoch before it reads the database and keeps what it read only if
 //!   the epoch has not moved since. A read that may have raced a commit is answered but not
 //!   kept, so the cache never holds a value older than a committed write.

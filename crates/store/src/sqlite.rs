@@ -1,7 +1,8 @@
 //! The SQLite store: the embedded default, one file in WAL mode.
 //!
 //! SQLite allows one writer at a time. Every write of this process goes through one writer
-//! task ([`crate::group_commit`]) that runs concurrent writes in one `BEGIN IMMEDIATE`
+//! thread ([`crate::group_commit`]), on a connection of its own, that runs concurrent writes
+//! in one `BEGIN IMMEDIATE`
 //! transaction, each in its own savepoint (or none, when all its refusals come from its
 //! first change: creating a request, a change, a grant), and commits them with one flush of
 //! the disk (group commit); callers are answered only after that commit. `BEGIN IMMEDIATE`
@@ -18,7 +19,8 @@
 //!
 //! One process serves a SQLite database (several replicas need PostgreSQL), so a request read
 //! once is kept in memory until this process's writer changes it, for at most a second
-//! ([`crate::cache`]); listings take from it only the version they list.
+//! ([`crate::cache`]); listings take from it only the version they list. The writer leaves
+//! the requests it creates, and those it changes from the cached version, in the cache.
 
 use std::collections::HashMap;
 use std::str::FromStr;
