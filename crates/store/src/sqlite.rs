@@ -1308,7 +1308,7 @@ mod tests {
         let store = SqliteStore::connect(&url).await.expect("open");
         store.migrate().await.expect("migrate");
         let at = |ms: i64| countersign_core::time::from_millis(ms).expect("time");
-        let mut request = crate::cache::tests::request(1);
+        let mut request = cache::tests::request(1);
         request.requester.name = Some("Alice \"Al\" Ærø".into());
         request.requester.claims.insert(
             "weights".into(),
