@@ -1,5 +1,6 @@
 //! Signing keys: generation (ES256, EdDSA, RS256), the public JWK with its RFC 7638 thumbprint
-//! as `kid`, and turning a stored record back into keys jsonwebtoken can sign and verify with.
+//! as `kid`, and turning a stored record back into a key to sign with (parsed once, see
+//! [`PrivateKey`]) and one jsonwebtoken verifies with.
 //!
 //! Private keys are kept as PKCS#8 v1 DER, sealed with the KEK. jsonwebtoken's aws-lc backend
 //! reads ECDSA and Ed25519 keys as PKCS#8 directly (Ed25519 only as v1: its JWK code expects
@@ -12,7 +13,9 @@ use std::str::FromStr;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256,
+};
 use base64::Engine as _;
 use countersign_core::grant::SigningKeyRecord;
 use countersign_core::time::{Timestamp, truncate};
@@ -135,7 +138,7 @@ pub(crate) fn try_generate_key(
 }
 
 /// The jsonwebtoken signing key for a PKCS#8 v1 private key.
-fn encoding_key(alg: SigningAlg, pkcs8: &[u8]) -> Result<EncodingKey, String> {
+pub(crate) fn encoding_key(alg: SigningAlg, pkcs8: &[u8]) -> Result<EncodingKey, String> {
     match alg {
         SigningAlg::Es256 => Ok(EncodingKey::from_ec_der(pkcs8)),
         SigningAlg::EdDsa => Ok(EncodingKey::from_ed_der(pkcs8)),
@@ -183,6 +186,43 @@ fn public_members(jwk: &Value, kid: &str, alg: SigningAlg) -> Value {
     Value::Object(out)
 }
 
+/// A private key parsed once, to sign tokens with. jsonwebtoken's `encode` takes the PKCS#8
+/// document and parses it again for every token, and for ES256 the parse (which checks the
+/// public point: a scalar multiplication) costs about as much as the signature; so the key
+/// ring signs with this and lays the token out as `encode` does ([`crate::ring`]).
+pub(crate) enum PrivateKey {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+    Rs256(RsaKeyPair),
+}
+
+impl PrivateKey {
+    fn from_pkcs8(alg: SigningAlg, pkcs8: &[u8]) -> Result<Self, String> {
+        let parsed = match alg {
+            SigningAlg::Es256 => {
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).map(Self::Es256)
+            }
+            SigningAlg::EdDsa => Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map(Self::EdDsa),
+            SigningAlg::Rs256 => RsaKeyPair::from_pkcs8(pkcs8).map(Self::Rs256),
+        };
+        parsed.map_err(|_| format!("the private key is not a valid {alg} key"))
+    }
+
+    /// The JWS signature of `message`: for ES256 the fixed-width `r || s` JWS asks for.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, aws_lc_rs::error::Unspecified> {
+        let rng = SystemRandom::new();
+        match self {
+            Self::Es256(key) => key.sign(&rng, message).map(|s| s.as_ref().to_vec()),
+            Self::EdDsa(key) => Ok(key.sign(message).as_ref().to_vec()),
+            Self::Rs256(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)
+                    .map(|()| signature)
+            }
+        }
+    }
+}
+
 /// A stored key made usable: its verification key always, its signing key when it was
 /// unsealed (keys that can no longer sign are never unsealed).
 pub(crate) struct LoadedKey {
@@ -194,7 +234,7 @@ pub(crate) struct LoadedKey {
     pub(crate) signs_from: Timestamp,
     pub(crate) publish_until: Option<Timestamp>,
     pub(crate) decoding: DecodingKey,
-    pub(crate) encoding: Option<EncodingKey>,
+    pub(crate) signing: Option<PrivateKey>,
 }
 
 impl LoadedKey {
@@ -221,7 +261,7 @@ impl LoadedKey {
         }
         let decoding = DecodingKey::from_jwk(&jwk)
             .map_err(|_| format!("signing key {kid}: the stored public key is unusable"))?;
-        let encoding = if unseal {
+        let signing = if unseal {
             let pkcs8 = open(kek, kid.as_bytes(), &record.sealed_private)
                 .map_err(|e| e.replacen("signing key", &format!("signing key {kid}"), 1))?;
             let encoding =
@@ -233,7 +273,10 @@ impl LoadedKey {
                     "signing key {kid}: the private key does not match the published public key"
                 ));
             }
-            Some(encoding)
+            Some(
+                PrivateKey::from_pkcs8(alg, &pkcs8)
+                    .map_err(|e| format!("signing key {kid}: {e}"))?,
+            )
         } else {
             None
         };
@@ -245,7 +288,7 @@ impl LoadedKey {
             signs_from: record.signs_from,
             publish_until: record.publish_until,
             decoding,
-            encoding,
+            signing,
         })
     }
 
@@ -300,7 +343,7 @@ mod tests {
             assert_eq!(key.kid.len(), 43, "{}", key.kid);
             assert!(!key.kid.contains(['=', '+', '/']));
             let loaded = LoadedKey::from_record(&key, &kek, true).unwrap();
-            assert!(loaded.encoding.is_some());
+            assert!(loaded.signing.is_some());
             assert!(LoadedKey::from_record(&key, &Kek::generate(), false).is_ok());
             let err = LoadedKey::from_record(&key, &Kek::generate(), true)
                 .err()

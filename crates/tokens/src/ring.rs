@@ -12,6 +12,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use countersign_core::audit::{Actor, NewAuditEvent};
 use countersign_core::grant::SigningKeyRecord;
 use countersign_core::ports::{Clock, GrantSigner, KeyStore};
@@ -21,7 +22,7 @@ use jsonwebtoken::{Header, Validation};
 use serde_json::{Value, json};
 
 use crate::kek::Kek;
-use crate::keys::{LoadedKey, SigningAlg, try_generate_key};
+use crate::keys::{LoadedKey, PrivateKey, SigningAlg, try_generate_key};
 
 /// The `typ` header of our grant tokens (RFC 9068 access tokens).
 pub const TOKEN_TYPE: &str = "at+jwt";
@@ -374,16 +375,30 @@ impl KeyRing {
             .iter()
             .rev()
             .find(|k| k.signs_from <= now && k.published_at(now))?;
-        let encoding = key.encoding.as_ref()?;
+        let signing = key.signing.as_ref()?;
         let mut header = Header::new(key.alg.jwt_algorithm());
         header.typ = Some(TOKEN_TYPE.into());
         header.kid = Some(key.kid.clone());
         Some(
-            jsonwebtoken::encode(&header, claims, encoding)
+            compact(&header, claims, signing)
                 .map(|token| (token, key.kid.clone()))
-                .map_err(|_| format!("cannot sign with signing key {}", key.kid)),
+                .ok_or_else(|| format!("cannot sign with signing key {}", key.kid)),
         )
     }
+}
+
+/// `claims` under `header`, signed by `key`, in the JWS compact serialization (RFC 7515,
+/// section 7.1) exactly as `jsonwebtoken::encode` writes it: base64url without padding of the
+/// header's and the claims' JSON, joined by dots, then of the signature of that text.
+fn compact(header: &Header, claims: &Value, key: &PrivateKey) -> Option<String> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut token = b64.encode(serde_json::to_vec(header).ok()?);
+    token.push('.');
+    b64.encode_string(serde_json::to_vec(claims).ok()?, &mut token);
+    let signature = key.sign(token.as_bytes()).ok()?;
+    token.push('.');
+    b64.encode_string(signature, &mut token);
+    Some(token)
 }
 
 #[async_trait]
@@ -469,5 +484,56 @@ fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, String> {
             .as_f64()
             .map(Some)
             .ok_or_else(|| format!("the token's {name} is not a number")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use chrono::TimeZone;
+    use jsonwebtoken::EncodingKey;
+
+    use super::*;
+    use crate::keys::generate_key;
+
+    /// Tokens laid out by [`compact`] are the ones `jsonwebtoken::encode` writes: byte for byte
+    /// where the signature is deterministic (EdDSA, RS256), and accepted by
+    /// `jsonwebtoken::decode` for every algorithm.
+    #[test]
+    fn compact_tokens_are_what_jsonwebtoken_writes() {
+        let kek = Kek::generate();
+        let now = chrono::Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let claims = json!({
+            "iss": "https://countersign.example", "sub": "alice", "aud": "deploy",
+            "exp": 1_900_000_000_i64, "nested": {"ü": [1, 2.5, null]},
+        });
+        for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
+            let record = generate_key(alg, &kek, now, now);
+            let key = LoadedKey::from_record(&record, &kek, true).unwrap();
+            let mut header = Header::new(alg.jwt_algorithm());
+            header.typ = Some(TOKEN_TYPE.into());
+            header.kid = Some(key.kid.clone());
+            let token = compact(&header, &claims, key.signing.as_ref().unwrap()).unwrap();
+
+            let mut validation = Validation::new(alg.jwt_algorithm());
+            validation.set_audience(&["deploy"]);
+            let decoded = jsonwebtoken::decode::<Value>(&token, &key.decoding, &validation)
+                .unwrap_or_else(|e| panic!("{alg}: {e}"));
+            assert_eq!(decoded.claims, claims);
+            assert_eq!(decoded.header.kid.as_deref(), Some(key.kid.as_str()));
+            assert_eq!(decoded.header.typ.as_deref(), Some(TOKEN_TYPE));
+
+            let pkcs8 = crate::kek::open(&kek, key.kid.as_bytes(), &record.sealed_private).unwrap();
+            let theirs = match alg {
+                SigningAlg::Es256 => continue,
+                SigningAlg::EdDsa => EncodingKey::from_ed_der(&pkcs8),
+                SigningAlg::Rs256 => crate::keys::encoding_key(alg, &pkcs8).unwrap(),
+            };
+            assert_eq!(
+                token,
+                jsonwebtoken::encode(&header, &claims, &theirs).unwrap(),
+                "{alg}"
+            );
+        }
     }
 }
