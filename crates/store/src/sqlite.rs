@@ -2,13 +2,13 @@
 //!
 //! SQLite allows one writer at a time. Every write of this process goes through one writer
 //! thread ([`crate::group_commit`]), on a connection of its own, that runs concurrent writes
-//! in one `BEGIN IMMEDIATE`
-//! transaction, each in its own savepoint (or none, when all its refusals come from its
-//! first change: creating a request, a change, a grant), and commits them with one flush of
-//! the disk (group commit); callers are answered only after that commit. `BEGIN IMMEDIATE`
-//! takes the write lock up front (waiting up to the busy timeout for another process holding
-//! it) instead of failing with `SQLITE_BUSY` half-way through. Readers never block and are
-//! never blocked: WAL gives each read transaction a snapshot.
+//! in one `BEGIN IMMEDIATE` transaction, each in its own savepoint (or none, when all its
+//! refusals come from its first change: creating a request, a change, a grant), and commits
+//! them with one flush of the disk (group commit); callers are answered only after that
+//! commit. `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout
+//! for another process holding it) instead of failing with `SQLITE_BUSY` half-way through.
+//! Readers, on a pool of their own, never block and are never blocked: WAL gives each read
+//! transaction a snapshot.
 //!
 //! The checks that PostgreSQL makes with row locks (a grant's request still approved at its
 //! version, the due deliveries a worker claims) run inside that write transaction, so nothing
