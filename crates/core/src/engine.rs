@@ -621,10 +621,10 @@ impl Engine {
                 outbox: Vec::new(),
             };
             let mut transition = transition;
-            transition.outbox = self.announce(&action, &transition.apply_to(request.clone()), now);
+            let next = transition.apply_to(request);
+            transition.outbox = self.announce(&action, &next, now);
             match self.store.apply(&transition).await {
                 Ok(()) => {
-                    let next = transition.apply_to(request);
                     self.changed(&next);
                     return Ok(next);
                 }
@@ -657,14 +657,11 @@ impl Engine {
             outbox: Vec::new(),
         };
         let mut transition = transition;
-        transition.outbox = self.announce(
-            "request.expired",
-            &transition.apply_to(request.clone()),
-            now,
-        );
+        let next = transition.apply_to(request.clone());
+        transition.outbox = self.announce("request.expired", &next, now);
         match self.store.apply(&transition).await {
             Ok(()) => {
-                self.changed(&transition.apply_to(request.clone()));
+                self.changed(&next);
                 Ok(true)
             }
             Err(StoreError::Conflict) => Ok(false),

@@ -142,6 +142,12 @@ impl Batch<'_> {
         rows.next()?.map(read).transpose()
     }
 
+    /// Runs `sql` with `params` and reads the first column of its first row as an integer,
+    /// if there is a row.
+    pub(crate) fn integer(&self, sql: &str, params: Params<'_>) -> rusqlite::Result<Option<i64>> {
+        self.query_row(sql, params, |row| row.get(0))
+    }
+
     /// Runs `sql` with `params` and reads every row with `read`.
     pub(crate) fn query_rows<T>(
         &self,

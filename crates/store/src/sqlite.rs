@@ -231,9 +231,7 @@ pub(crate) fn append_events(
 
 /// Why a write guarded by request `id`'s version wrote nothing: gone or moved.
 fn not_applied(batch: &Batch<'_>, id: &str) -> StoreError {
-    match batch.query_row(sql::REQUEST_EXISTS, Params::new().bind(id), |row| {
-        row.get::<_, i64>(0)
-    }) {
+    match batch.integer(sql::REQUEST_EXISTS, Params::new().bind(id)) {
         Ok(exists) => gone_or_moved(exists.unwrap_or(0)),
         Err(e) => sqlite_backend("reading a request", e),
     }
@@ -515,12 +513,8 @@ impl Store for SqliteStore {
                     let Some(d) = &decision else {
                         return Err(not_applied(batch, &id));
                     };
-                    let current: Option<i64> = batch
-                        .query_row(
-                            sql::SQLITE_REQUEST_VERSION,
-                            Params::new().bind(id.as_str()),
-                            |row| row.get(0),
-                        )
+                    let current = batch
+                        .integer(sql::SQLITE_REQUEST_VERSION, Params::new().bind(id.as_str()))
                         .map_err(|e| sqlite_backend("reading a request", e))?;
                     Err(match current {
                         None => StoreError::NotFound,
@@ -865,12 +859,8 @@ impl OutboxStore for SqliteStore {
                     .execute(sql::RECORD_ATTEMPT, params)
                     .map_err(|e| sqlite_backend("recording a delivery attempt", e))?;
                 if changed == 0 {
-                    let exists: Option<i64> = batch
-                        .query_row(
-                            sql::DELIVERY_EXISTS,
-                            Params::new().bind(id.as_str()),
-                            |row| row.get(0),
-                        )
+                    let exists = batch
+                        .integer(sql::DELIVERY_EXISTS, Params::new().bind(id.as_str()))
                         .map_err(|e| sqlite_backend("reading a delivery", e))?;
                     if exists.unwrap_or(0) == 0 {
                         return Err(StoreError::NotFound);
