@@ -18,6 +18,8 @@ use serde_json::Value;
 pub struct Condition {
     source: Arc<str>,
     program: Arc<cel::Program>,
+    /// The names the expression reads (comprehension variables included).
+    reads: Arc<[String]>,
 }
 
 /// Why a condition could not be compiled.
@@ -70,6 +72,11 @@ impl Condition {
         }
         Ok(Self {
             source: source.into(),
+            reads: references
+                .variables()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             program: Arc::new(program),
         })
     }
@@ -81,10 +88,25 @@ impl Condition {
 
     /// Evaluates with the given variables. Never panics, never errors: see [`Evaluated`].
     ///
+    /// Only the variables the expression reads are converted into CEL values; the others are
+    /// checked to be convertible, so that, as with [`Bindings`], a variable that could not be
+    /// converted makes the condition false whether or not it reads it.
+    ///
     /// To evaluate several conditions against the same variables, convert them once with
     /// [`Bindings::new`] and use [`Condition::evaluate_with`].
     pub fn evaluate(&self, variables: &[(&str, &Value)]) -> Evaluated {
-        self.evaluate_with(&Bindings::new(variables))
+        let mut read = Vec::with_capacity(variables.len());
+        for &(name, value) in variables {
+            if self.reads.iter().any(|r| r == name) {
+                read.push((name, value));
+            } else if let Err(e) = convertible(value) {
+                return Evaluated {
+                    value: false,
+                    error: Some(format!("variable {name}: {e}")),
+                };
+            }
+        }
+        self.evaluate_with(&Bindings::new(&read))
     }
 
     /// Evaluates against variables already converted. Never panics, never errors: see
@@ -258,7 +280,7 @@ fn to_cel<'j, 'v, S: Strings<'j, 'v>>(value: &'j Value) -> Result<Box<dyn Val + 
             } else if let Some(f) = n.as_f64() {
                 Box::new(CelDouble::from(f))
             } else {
-                return Err(format!("the number {n} has no CEL value"));
+                return Err(no_cel_number(n));
             }
         }
         Value::String(s) => Box::new(S::string(s)),
@@ -276,6 +298,25 @@ fn to_cel<'j, 'v, S: Strings<'j, 'v>>(value: &'j Value) -> Result<Box<dyn Val + 
             Box::new(CelMap::from(map))
         }
     })
+}
+
+/// Whether [`to_cel`] converts `value`, without building anything: the first error it would
+/// give.
+fn convertible(value: &Value) -> Result<(), String> {
+    match value {
+        Value::Number(n)
+            if n.as_u64().is_none() && n.as_i64().is_none() && n.as_f64().is_none() =>
+        {
+            Err(no_cel_number(n))
+        }
+        Value::Array(items) => items.iter().try_for_each(convertible),
+        Value::Object(entries) => entries.values().try_for_each(convertible),
+        _ => Ok(()),
+    }
+}
+
+fn no_cel_number(n: &serde_json::Number) -> String {
+    format!("the number {n} has no CEL value")
 }
 
 /// A CEL value built directly from domain types, borrowing their strings: for a value that
@@ -434,6 +475,37 @@ mod tests {
         let unbound = c.evaluate_with(&Bindings::new(&[("now", &now)]));
         assert!(!unbound.value);
         assert!(unbound.error.is_some());
+    }
+
+    /// `evaluate` converts only what the expression reads, and answers as binding everything
+    /// does: including where a macro's own variable has the name of one passed in.
+    #[test]
+    fn evaluates_as_if_every_variable_were_bound() {
+        let approver = json!({"groups": ["sre"], "claims": {"team": "a", "n": [1, -2, 1.5]}});
+        let request = json!({"gate": "deploy", "params": {"n": 3}});
+        let now = json!(1_700_000_000);
+        let all = [
+            ("approver", &approver),
+            ("request", &request),
+            ("now", &now),
+        ];
+        for source in [
+            r#""sre" in approver.groups"#,
+            r#"request.gate == "deploy""#,
+            "now > 0u && approver.claims.team == 'a'",
+            "approver.groups.exists(request, request == 'sre')",
+            "approver.groups.exists(now, now == 'dev')",
+            "true",
+            "request.nope",
+            "1",
+        ] {
+            let c = Condition::compile(source, VARS).unwrap();
+            assert_eq!(
+                c.evaluate(&all),
+                c.evaluate_with(&Bindings::new(&all)),
+                "{source}"
+            );
+        }
     }
 
     #[test]
