@@ -28,7 +28,7 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 /// One accepted token.
 #[derive(Debug)]
 struct Entry {
-    principal: Principal,
+    principal: Arc<Principal>,
     /// The issuer's position in the verifier's list.
     issuer: usize,
     /// The key set that verified the token.
@@ -42,7 +42,7 @@ struct Entry {
 /// What the cache needs to know about a freshly verified token.
 #[derive(Debug)]
 pub(crate) struct Verified<'a> {
-    pub principal: &'a Principal,
+    pub principal: &'a Arc<Principal>,
     pub issuer: usize,
     pub keys: &'a Arc<KeySet>,
     pub expires: i64,
@@ -86,7 +86,7 @@ impl TokenCache {
         &self,
         key: &Key,
         now: Timestamp,
-    ) -> Option<(Principal, usize, Weak<KeySet>)> {
+    ) -> Option<(Arc<Principal>, usize, Weak<KeySet>)> {
         if self.capacity == 0 {
             return None;
         }
@@ -103,7 +103,11 @@ impl TokenCache {
         {
             return None;
         }
-        Some((entry.principal.clone(), entry.issuer, entry.keys.clone()))
+        Some((
+            Arc::clone(&entry.principal),
+            entry.issuer,
+            entry.keys.clone(),
+        ))
     }
 
     /// Forgets a token (its issuer's keys changed since it was cached).
@@ -133,7 +137,7 @@ impl TokenCache {
         entries.insert(
             key,
             Entry {
-                principal: token.principal.clone(),
+                principal: Arc::clone(token.principal),
                 issuer: token.issuer,
                 keys: Arc::downgrade(token.keys),
                 expires: token.expires,
@@ -157,15 +161,15 @@ mod tests {
         chrono::DateTime::from_timestamp(secs, 0).unwrap()
     }
 
-    fn principal(sub: &str) -> Principal {
-        Principal::human("https://idp.example", sub)
+    fn principal(sub: &str) -> Arc<Principal> {
+        Arc::new(Principal::human("https://idp.example", sub))
     }
 
     fn keys() -> Arc<KeySet> {
         Arc::new(KeySet::default())
     }
 
-    fn verified<'a>(p: &'a Principal, keys: &'a Arc<KeySet>, exp: i64) -> Verified<'a> {
+    fn verified<'a>(p: &'a Arc<Principal>, keys: &'a Arc<KeySet>, exp: i64) -> Verified<'a> {
         Verified {
             principal: p,
             issuer: 0,

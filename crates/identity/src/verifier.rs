@@ -125,8 +125,9 @@ impl Verifier {
     }
 
     /// Verifies a bearer token at time `now`. The token is never logged or echoed; the reason
-    /// for a refusal is logged at debug level.
-    pub async fn verify(&self, token: &str, now: Timestamp) -> Result<Principal, AuthError> {
+    /// for a refusal is logged at debug level. The principal is shared with the token cache:
+    /// a cached token costs a reference count, not a copy of its claims.
+    pub async fn verify(&self, token: &str, now: Timestamp) -> Result<Arc<Principal>, AuthError> {
         let key = TokenCache::key(token);
         if let Some(principal) = self.cached(&key, now).await {
             return Ok(principal);
@@ -164,7 +165,7 @@ impl Verifier {
     }
 
     /// The principal of a token verified before, if it may still be used at `now`.
-    async fn cached(&self, key: &cache::Key, now: Timestamp) -> Option<Principal> {
+    async fn cached(&self, key: &cache::Key, now: Timestamp) -> Option<Arc<Principal>> {
         let (principal, issuer, verified_with) = self.cache.get(key, now)?;
         let current = self.issuers.get(issuer)?.keys().await.ok()?;
         if std::ptr::eq(Arc::as_ptr(&current), verified_with.as_ptr()) {
@@ -181,7 +182,7 @@ impl Verifier {
         token: &str,
         now: Timestamp,
         key: cache::Key,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<Arc<Principal>, AuthError> {
         let jws = jws::parse(token)?;
         let header = check_header(&jws.header)?;
 
@@ -278,7 +279,7 @@ impl Verifier {
             .iter()
             .filter_map(|c| payload.get(*c).and_then(Value::as_i64))
             .max();
-        let principal = claims::principal(&issuer.settings, subject, payload);
+        let principal = Arc::new(claims::principal(&issuer.settings, subject, payload));
         if let Some(expires) = expires {
             self.cache.insert(
                 key,

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use countersign_notify::{Deliverer, RetryPolicy};
 use countersign_tokens::{Kek, KeyRing, SigningAlg};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppState, Shared};
 use crate::changes::Changes;
 use crate::clock::SystemClock;
 
@@ -153,7 +153,7 @@ impl Application {
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.server.listen))?,
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             engine,
             verifier,
             keys,
@@ -161,7 +161,7 @@ impl Application {
             changes,
             settings: Arc::new(settings),
             web,
-        };
+        });
         let mut router = api::router(state.clone());
         if let Some(extra) = options.extra_routes {
             router = router.merge(extra);

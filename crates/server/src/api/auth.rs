@@ -7,6 +7,8 @@
 //! that changes state needs a bearer token, so the API offers no cross-site request forgery
 //! surface.
 
+use std::sync::Arc;
+
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -17,7 +19,7 @@ use super::{ApiError, AppState};
 
 /// The verified caller.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Principal);
+pub struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -26,11 +28,10 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let path = parts.uri.path().to_string();
-        let method = parts.method.to_string();
+        let (method, uri) = (&parts.method, &parts.uri);
         let audit = |reason: &'static str, issuer: Option<String>| {
             let engine = state.engine.clone();
-            let detail = json!({"method": method, "path": path, "issuer": issuer});
+            let detail = json!({"method": method.as_str(), "path": uri.path(), "issuer": issuer});
             async move {
                 if let Err(e) = engine.record_auth_failure(reason, detail).await {
                     tracing::error!(error = %e, "could not audit an authentication failure");
@@ -42,7 +43,7 @@ impl FromRequestParts<AppState> for Caller {
                 && let Some(principal) =
                     crate::web::session::api_principal(state, &parts.headers).await
             {
-                return Ok(Caller(principal));
+                return Ok(Caller(Arc::new(principal)));
             }
             audit("missing_token", None).await;
             return Err(ApiError::unauthorized(

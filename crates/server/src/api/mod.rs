@@ -34,9 +34,29 @@ use crate::changes::Changes;
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// What every handler can reach.
+/// What every handler can reach: [`Shared`], behind one reference count. Every request
+/// takes a copy, which costs one count, not one for each of its parts.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The state made of `shared`.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
     /// The use cases.
     pub engine: Engine,
     /// Bearer-token verification.
@@ -53,7 +73,7 @@ pub struct AppState {
     pub web: crate::web::Web,
 }
 
-impl AppState {
+impl Shared {
     /// Our issuer identifier: the public URL without a trailing slash.
     pub fn issuer(&self) -> String {
         self.settings

@@ -191,7 +191,7 @@ pub(super) struct DecisionBody {
 
 async fn decide(
     state: AppState,
-    who: countersign_core::Principal,
+    who: std::sync::Arc<countersign_core::Principal>,
     id: RequestId,
     verdict: Verdict,
     body: DecisionBody,
