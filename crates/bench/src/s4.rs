@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use countersign_core::Clock as _;
 use futures_util::FutureExt as _;
+use hyper::Method;
 use serde_json::Value;
 
 use crate::Options;
+use crate::http::Prototype;
 use crate::load::{Call, Stats, drive};
-use crate::scenarios::{Api, Outcome, People, client, config, get_call};
+use crate::scenarios::{Api, Outcome, People, config, get_call};
 use crate::seed::{self, Seeded};
 
 /// The inbox call of `countersign ls --inbox`: the approver's pending requests, oldest first.
@@ -150,15 +152,11 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
         .with_context(|| format!("starting {}", bin.display()))?;
     let pid = server.id().context("the server exited at once")?;
     let base = format!("http://{listen}");
-    let api = Api {
-        http: client(o.connections)?,
-        base: base.clone(),
-    };
+    let api = Api::new(&base);
     let started = Instant::now();
     loop {
-        if let Ok(r) = api.http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
+        let ready = Prototype::new(Method::GET, &format!("{base}/readyz"))?;
+        if ready.send(&api.http).await.0 == 200 {
             break;
         }
         if let Some(status) = server.try_wait()? {
@@ -175,7 +173,7 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
     let startup = started.elapsed();
 
     // The measurements mean something only if the inbox has work in it and reads succeed.
-    let (s, inbox) = api.call(reqwest::Method::GET, INBOX, &p.bob, None).await;
+    let (s, inbox) = api.call(Method::GET, INBOX, &p.bob, None).await;
     let items = inbox["items"].as_array().map_or(0, Vec::len);
     if s != 200 || items < 50 {
         bail!(
@@ -187,7 +185,7 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
     let probe = seeded.ids[seeded.ids.len() / 2];
     let (s, body) = api
         .call(
-            reqwest::Method::GET,
+            Method::GET,
             &format!("/api/v1/requests/{probe}"),
             &p.bob,
             None,
@@ -199,7 +197,7 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
 
     let inbox = phase(
         pid,
-        get_call(&api, INBOX.into(), Some(p.bob.clone())),
+        get_call(&api, INBOX, Some(&p.bob))?,
         o.s4_connections,
         o.duration,
     )
@@ -230,17 +228,11 @@ fn random_get(api: &Api, token: &str, seeded: &Seeded) -> Call {
     let ids: Arc<[String]> = seeded.ids.iter().map(ToString::to_string).collect();
     Arc::new(move |n| {
         let id = &ids[(seed::mix(n) % ids.len() as u64) as usize];
-        let rb = api
-            .http
-            .get(format!("{}/api/v1/requests/{id}", api.base))
-            .bearer_auth(&token);
+        let request = api.request(Method::GET, &format!("/api/v1/requests/{id}"), &token);
+        let http = api.http.clone();
         async move {
-            match rb.send().await {
-                Ok(r) => {
-                    let s = r.status().as_u16();
-                    let _ = r.bytes().await;
-                    s
-                }
+            match request {
+                Ok(r) => r.send(&http).await.0,
                 Err(_) => 0,
             }
         }

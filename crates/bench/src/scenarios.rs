@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
 use countersign_testkit::OidcProvider;
 use futures_util::FutureExt as _;
-use reqwest::{Client, Method};
+use hyper::Method;
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 use sqlx::ConnectOptions as _;
 use sqlx::Connection as _;
 
 use crate::Options;
+use crate::http::{Http, Prototype, fixed_call, http};
 use crate::load::{Call, Stats, drive};
 
 const AUDIENCE: &str = "api://countersign";
@@ -195,11 +197,21 @@ async fn start_server(people: &str, database: Option<&str>) -> anyhow::Result<Se
 /// A client of one server.
 #[derive(Clone)]
 pub struct Api {
-    pub http: Client,
+    pub http: Http,
     pub base: String,
 }
 
 impl Api {
+    /// A client of the server at `base`.
+    pub fn new(base: &str) -> Self {
+        Self {
+            http: http(),
+            base: base.to_owned(),
+        }
+    }
+
+    /// `method` on `path` with `token` as bearer and `body` as JSON: the status and the JSON
+    /// answer (status 0 for a request that could not be made or sent).
     pub async fn call(
         &self,
         method: Method,
@@ -207,21 +219,19 @@ impl Api {
         token: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut rb = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        match rb.send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.json().await.unwrap_or(Value::Null);
-                (status, body)
-            }
+        let request = self.request(method, path, token).and_then(|r| match body {
+            Some(b) => r.json(b),
+            None => Ok(r),
+        });
+        match request {
+            Ok(r) => r.send_json(&self.http).await,
             Err(_) => (0, Value::Null),
         }
+    }
+
+    /// `method` on `path` with `token` as bearer.
+    pub fn request(&self, method: Method, path: &str, token: &str) -> anyhow::Result<Prototype> {
+        Prototype::new(method, &format!("{}{path}", self.base))?.bearer(token)
     }
 
     async fn create(&self, token: &str) -> (u16, Value) {
@@ -261,13 +271,6 @@ pub struct People {
     pub carol: String,
 }
 
-pub fn client(connections: usize) -> anyhow::Result<Client> {
-    Ok(Client::builder()
-        .pool_max_idle_per_host(connections)
-        .timeout(Duration::from_secs(60))
-        .build()?)
-}
-
 /// An approved request of alice's.
 async fn approved(api: &Api, p: &People) -> anyhow::Result<Value> {
     let (s, req) = api.create(&p.alice).await;
@@ -296,10 +299,7 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Vec<Outcome>> {
     let mut s5_outcome = None;
     if o.runs("S1") || o.runs("S2") || o.runs("S3") || o.runs("S5") {
         let server = start_server(people.issuer(), None).await?;
-        let api = Api {
-            http: client(o.connections)?,
-            base: server.base.clone(),
-        };
+        let api = Api::new(&server.base);
         if o.runs("S1") {
             out.push(s1(o, &api, &p).await?);
             eprintln!("S1 done");
@@ -345,41 +345,22 @@ fn could_not_run(id: &'static str, e: &anyhow::Error) -> Outcome {
     r
 }
 
-pub fn get_call(api: &Api, path: String, token: Option<String>) -> Call {
-    let api = api.clone();
-    Arc::new(move |_| {
-        let api = api.clone();
-        let path = path.clone();
-        let token = token.clone();
-        async move {
-            let mut rb = api.http.get(format!("{}{path}", api.base));
-            if let Some(t) = token {
-                rb = rb.bearer_auth(t);
-            }
-            match rb.send().await {
-                Ok(r) => {
-                    let s = r.status().as_u16();
-                    let _ = r.bytes().await;
-                    s
-                }
-                Err(_) => 0,
-            }
-        }
-        .boxed()
-    })
+/// A `GET` of `path` on the server, with `token` as its bearer when there is one.
+pub fn get_call(api: &Api, path: &str, token: Option<&str>) -> anyhow::Result<Call> {
+    let request = match token {
+        Some(t) => api.request(Method::GET, path, t)?,
+        None => Prototype::new(Method::GET, &format!("{}{path}", api.base))?,
+    };
+    Ok(fixed_call(&api.http, request))
 }
 
 async fn s1(o: &Options, api: &Api, p: &People) -> anyhow::Result<Outcome> {
     let req = approved(api, p).await?;
     let id = req["id"].as_str().unwrap_or_default().to_owned();
-    let baseline = drive(
-        get_call(api, "/healthz".into(), None),
-        o.connections,
-        o.duration,
-    )
-    .await;
+    let baseline = drive(get_call(api, "/healthz", None)?, o.connections, o.duration).await;
+    let path = format!("/api/v1/requests/{id}");
     let measured = drive(
-        get_call(api, format!("/api/v1/requests/{id}"), Some(p.alice.clone())),
+        get_call(api, &path, Some(&p.alice))?,
         o.connections,
         o.duration,
     )
@@ -401,47 +382,28 @@ async fn s1(o: &Options, api: &Api, p: &People) -> anyhow::Result<Outcome> {
 
 async fn s2(o: &Options, api: &Api, p: &People, issuer: &str) -> anyhow::Result<Outcome> {
     let req = approved(api, p).await?;
-    let measured = {
-        let api = api.clone();
-        let alice = p.alice.clone();
-        let call: Call = Arc::new(move |_| {
-            let api = api.clone();
-            let alice = alice.clone();
-            let req = req.clone();
-            async move { api.token(&req, &alice).await.0 }.boxed()
-        });
-        drive(call, o.connections, o.duration).await
-    };
-    let baseline = {
-        let http = client(o.connections)?;
-        let url = format!("{issuer}/token");
-        let call: Call = Arc::new(move |_| {
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                let r = http
-                    .post(url)
-                    .basic_auth("ci-workload", Some("ci-secret"))
-                    .form(&[
-                        ("grant_type", "client_credentials"),
-                        ("resource", AUDIENCE),
-                        ("scope", "countersign"),
-                    ])
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) => {
-                        let s = r.status().as_u16();
-                        let _ = r.bytes().await;
-                        s
-                    }
-                    Err(_) => 0,
-                }
-            }
-            .boxed()
-        });
-        drive(call, o.connections, o.duration).await
-    };
+    let id = req["id"].as_str().unwrap_or_default();
+    let token = api.request(
+        Method::POST,
+        &format!("/api/v1/requests/{id}/token"),
+        &p.alice,
+    )?;
+    let measured = drive(fixed_call(&api.http, token), o.connections, o.duration).await;
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "client_credentials")
+        .append_pair("resource", AUDIENCE)
+        .append_pair("scope", "countersign")
+        .finish();
+    let basic = base64::engine::general_purpose::STANDARD.encode("ci-workload:ci-secret");
+    let client_credentials = Prototype::new(Method::POST, &format!("{issuer}/token"))?
+        .header(hyper::header::AUTHORIZATION, &format!("Basic {basic}"))?
+        .body("application/x-www-form-urlencoded", form)?;
+    let baseline = drive(
+        fixed_call(&http(), client_credentials),
+        o.connections,
+        o.duration,
+    )
+    .await;
     let met = measured.throughput() >= 3.0 * baseline.throughput();
     Ok(Outcome {
         id: "S2",
@@ -559,10 +521,7 @@ async fn s3p(o: &Options, p: &People, people: &str) -> anyhow::Result<Outcome> {
     }
     let database = pg.fresh_database().await?;
     let server = start_server(people, Some(&database)).await?;
-    let api = Api {
-        http: client(o.connections)?,
-        base: server.base.clone(),
-    };
+    let api = Api::new(&server.base);
     let (measured, steps) = flow(o, &api, p).await;
     drop(server);
     let baseline = postgres_commits(&raw, o).await?;
