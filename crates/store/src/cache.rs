@@ -19,7 +19,9 @@
 //!   kept, so the cache never holds a value older than a committed write.
 //! - Only requests that were read whole are kept; a missing request or a row that failed to
 //!   decode is never cached, so the store reports it again on the next read.
-//! - It holds at most [`CAPACITY`] requests; when full, an arbitrary one goes.
+//! - It holds at most [`CAPACITY`] requests. When full, it drops the entries older than
+//!   [`MAX_AGE`] (no read would use them); if that is not room enough, the oldest eighth
+//!   goes. Making room happens once per many insertions, not on each.
 //!
 //! Another process writing the same file (a second server, which SQLite deployments do not
 //! need: several replicas need PostgreSQL, which has no such cache) is not seen by the
@@ -57,13 +59,32 @@ struct Inner {
 }
 
 impl Inner {
-    /// Drops an arbitrary request when `capacity` are kept and `id` is not one of them.
-    fn make_room(&mut self, capacity: usize, id: &RequestId) {
-        if self.requests.len() >= capacity
-            && !self.requests.contains_key(id)
-            && let Some(victim) = self.requests.keys().next().copied()
-        {
-            self.requests.remove(&victim);
+    /// Makes room for `id` when `capacity` requests are kept and `id` is not one of them:
+    /// drops every entry older than `max_age`, then, if still full, the oldest eighth of
+    /// the capacity (at least one).
+    ///
+    /// Entries are otherwise dropped only when read past their age, so a busy server fills
+    /// the cache with requests nobody reads any more. Dropping an arbitrary one then would
+    /// mostly hit the few requests in the middle of their approval, the very ones read next.
+    fn make_room(&mut self, capacity: usize, max_age: Duration, id: &RequestId) {
+        if self.requests.len() < capacity || self.requests.contains_key(id) {
+            return;
+        }
+        let now = Instant::now();
+        self.requests
+            .retain(|_, (_, kept)| now.duration_since(*kept) <= max_age);
+        if self.requests.len() < capacity {
+            return;
+        }
+        let excess = (self.requests.len() + 1 - capacity).max(capacity / 8);
+        let mut ages: Vec<(Instant, RequestId)> = self
+            .requests
+            .iter()
+            .map(|(id, (_, kept))| (*kept, *id))
+            .collect();
+        ages.select_nth_unstable(excess - 1);
+        for (_, id) in &ages[..excess] {
+            self.requests.remove(id);
         }
     }
 }
@@ -117,7 +138,7 @@ impl RequestCache {
         if inner.epoch != epoch {
             return;
         }
-        inner.make_room(self.capacity, &request.id);
+        inner.make_room(self.capacity, self.max_age, &request.id);
         inner
             .requests
             .insert(request.id, (request.clone(), Instant::now()));
@@ -145,7 +166,7 @@ impl RequestCache {
         }
         let now = Instant::now();
         for request in written {
-            inner.make_room(self.capacity, &request.id);
+            inner.make_room(self.capacity, self.max_age, &request.id);
             inner.requests.insert(request.id, (request, now));
         }
     }
@@ -242,6 +263,34 @@ pub(crate) mod tests {
         assert!(cache.get(&b.id).is_some(), "and in use again");
     }
 
+    /// A full cache drops what is too old to be read before anything a read could use, and
+    /// then the oldest: the requests a busy server is working on stay.
+    #[test]
+    fn a_full_cache_drops_the_stale_then_the_oldest() {
+        let cache = RequestCache::new(16, Duration::from_millis(500));
+        let stale: Vec<Request> = (0..12).map(request).collect();
+        for r in &stale {
+            cache.keep(cache.epoch(), r);
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        let fresh: Vec<Request> = (12..40).map(request).collect();
+        for (i, r) in fresh.iter().enumerate() {
+            cache.keep(cache.epoch(), r);
+            // The four newest are always there.
+            for recent in &fresh[i.saturating_sub(3)..=i] {
+                assert!(cache.lock().requests.contains_key(&recent.id));
+            }
+        }
+        let kept = cache.lock().requests.len();
+        assert!(kept <= 16 && kept >= 14, "{kept}");
+        assert!(
+            stale
+                .iter()
+                .all(|r| !cache.lock().requests.contains_key(&r.id))
+        );
+        assert!(cache.get(&fresh[39 - 12].id).is_some());
+    }
+
     #[test]
     fn it_holds_at_most_its_capacity() {
         let cache = RequestCache::new(3, MAX_AGE);
@@ -250,8 +299,9 @@ pub(crate) mod tests {
             cache.keep(cache.epoch(), r);
         }
         assert_eq!(cache.lock().requests.len(), 3);
-        // The newest is always kept: room is made for it.
+        // The newest is always kept: room is made for it, by dropping the oldest.
         assert!(cache.get(&requests[9].id).is_some());
+        assert!(cache.get(&requests[0].id).is_none());
         let off = RequestCache::new(0, MAX_AGE);
         off.keep(off.epoch(), &requests[1]);
         assert!(off.get(&requests[1].id).is_none());
