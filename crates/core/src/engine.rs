@@ -89,7 +89,7 @@ pub struct IssuedGrant {
     /// Its `exp`.
     pub expires_at: Timestamp,
     /// The request it proves.
-    pub request: Request,
+    pub request: Arc<Request>,
 }
 
 /// A page of requests.
@@ -302,7 +302,7 @@ impl Engine {
     /// Reads a request the caller may see: its requester, anyone who decided it, anyone
     /// eligible for one of its rules now, and audit readers. Others get `NotFound` (audited).
     #[tracing::instrument(skip_all, fields(request_id = %id))]
-    pub async fn get(&self, who: &Principal, id: &RequestId) -> Result<Request, EngineError> {
+    pub async fn get(&self, who: &Principal, id: &RequestId) -> Result<Arc<Request>, EngineError> {
         let mut request = self
             .store
             .get_request(id)
@@ -344,7 +344,7 @@ impl Engine {
         who: &Principal,
         id: &RequestId,
         attempted: &str,
-    ) -> Result<Request, EngineError> {
+    ) -> Result<Arc<Request>, EngineError> {
         let request = self
             .store
             .get_request(id)
@@ -621,7 +621,7 @@ impl Engine {
                 outbox: Vec::new(),
             };
             let mut transition = transition;
-            let next = transition.apply_to(request);
+            let next = transition.apply_to(Arc::unwrap_or_clone(request));
             transition.outbox = self.announce(&action, &next, now);
             match self.store.apply(&transition).await {
                 Ok(()) => {
@@ -1054,7 +1054,7 @@ impl Engine {
     pub async fn grant_status(
         &self,
         jti: &str,
-    ) -> Result<Option<(GrantRecord, Request)>, EngineError> {
+    ) -> Result<Option<(GrantRecord, Arc<Request>)>, EngineError> {
         let Some(grant) = self.store.get_grant(jti).await? else {
             return Ok(None);
         };

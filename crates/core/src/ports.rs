@@ -2,6 +2,8 @@
 //! crate for storage, the server for the clock and change notifications); tests implement
 //! them with plain values.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::audit::{AuditEvent, ChainLink, NewAuditEvent};
@@ -193,8 +195,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outbox: &[OutboxMessage],
     ) -> Result<(), StoreError>;
 
-    /// Reads a request with its decisions, oldest first.
-    async fn get_request(&self, id: &RequestId) -> Result<Option<Request>, StoreError>;
+    /// Reads a request with its decisions, oldest first. The request is shared: a store that
+    /// keeps requests in memory hands out the one it keeps, not a copy.
+    async fn get_request(&self, id: &RequestId) -> Result<Option<Arc<Request>>, StoreError>;
 
     /// Applies a transition as a compare-and-set on `(request_id, expected_version)`.
     /// Returns [`StoreError::Conflict`] when the version moved, and changes nothing then.

@@ -31,7 +31,7 @@
 //! the database lists.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use countersign_core::RequestId;
@@ -55,7 +55,7 @@ pub(crate) struct RequestCache {
 struct Inner {
     epoch: u64,
     /// Each request with when it was kept.
-    requests: HashMap<RequestId, (Request, Instant)>,
+    requests: HashMap<RequestId, (Arc<Request>, Instant)>,
 }
 
 impl Inner {
@@ -113,11 +113,11 @@ impl RequestCache {
     }
 
     /// The request, if kept and not older than the cache's `max_age`.
-    pub(crate) fn get(&self, id: &RequestId) -> Option<Request> {
+    pub(crate) fn get(&self, id: &RequestId) -> Option<Arc<Request>> {
         let mut inner = self.lock();
         let (request, kept) = inner.requests.get(id)?;
         if kept.elapsed() <= self.max_age {
-            return Some(request.clone());
+            return Some(Arc::clone(request));
         }
         inner.requests.remove(id);
         None
@@ -130,7 +130,7 @@ impl RequestCache {
 
     /// Keeps `request`, read from the database after the epoch was `epoch`, unless a write
     /// batch has touched requests since.
-    pub(crate) fn keep(&self, epoch: u64, request: &Request) {
+    pub(crate) fn keep(&self, epoch: u64, request: &Arc<Request>) {
         if self.capacity == 0 {
             return;
         }
@@ -141,7 +141,7 @@ impl RequestCache {
         inner.make_room(self.capacity, self.max_age, &request.id);
         inner
             .requests
-            .insert(request.id, (request.clone(), Instant::now()));
+            .insert(request.id, (Arc::clone(request), Instant::now()));
     }
 
     /// Forgets `touched` and moves the epoch on; called by the writer after each batch that
@@ -167,7 +167,7 @@ impl RequestCache {
         let now = Instant::now();
         for request in written {
             inner.make_room(self.capacity, self.max_age, &request.id);
-            inner.requests.insert(request.id, (request, now));
+            inner.requests.insert(request.id, (Arc::new(request), now));
         }
     }
 }
@@ -208,13 +208,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// [`request`], shared as the cache keeps it.
+    fn shared(n: u8) -> Arc<Request> {
+        Arc::new(request(n))
+    }
+
     #[test]
     fn a_read_that_raced_a_write_is_not_kept() {
         let cache = RequestCache::new(8, MAX_AGE);
-        let r = request(1);
+        let r = shared(1);
         let before = cache.epoch();
         // A batch touching any request commits while the read is on its way.
-        cache.forget(&[request(2).id]);
+        cache.forget(&[shared(2).id]);
         cache.keep(before, &r);
         assert!(cache.get(&r.id).is_none());
         cache.keep(cache.epoch(), &r);
@@ -224,7 +229,7 @@ pub(crate) mod tests {
     #[test]
     fn a_write_forgets_what_it_touched() {
         let cache = RequestCache::new(8, MAX_AGE);
-        let (a, b) = (request(1), request(2));
+        let (a, b) = (shared(1), shared(2));
         cache.keep(cache.epoch(), &a);
         cache.keep(cache.epoch(), &b);
         cache.forget(&[a.id]);
@@ -239,7 +244,7 @@ pub(crate) mod tests {
     #[test]
     fn an_entry_is_dropped_when_it_is_too_old() {
         let cache = RequestCache::new(8, Duration::from_millis(30));
-        let r = request(1);
+        let r = shared(1);
         cache.keep(cache.epoch(), &r);
         assert!(cache.get(&r.id).is_some());
         std::thread::sleep(Duration::from_millis(60));
@@ -249,8 +254,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_poisoned_cache_starts_over_once() {
-        let cache = std::sync::Arc::new(RequestCache::new(8, MAX_AGE));
-        let (a, b) = (request(1), request(2));
+        let cache = Arc::new(RequestCache::new(8, MAX_AGE));
+        let (a, b) = (shared(1), shared(2));
         cache.keep(cache.epoch(), &a);
         let poisoner = cache.clone();
         let _ = std::thread::spawn(move || {
@@ -268,12 +273,12 @@ pub(crate) mod tests {
     #[test]
     fn a_full_cache_drops_the_stale_then_the_oldest() {
         let cache = RequestCache::new(16, Duration::from_millis(500));
-        let stale: Vec<Request> = (0..12).map(request).collect();
+        let stale: Vec<Arc<Request>> = (0..12).map(shared).collect();
         for r in &stale {
             cache.keep(cache.epoch(), r);
         }
         std::thread::sleep(Duration::from_millis(600));
-        let fresh: Vec<Request> = (12..40).map(request).collect();
+        let fresh: Vec<Arc<Request>> = (12..40).map(shared).collect();
         for (i, r) in fresh.iter().enumerate() {
             cache.keep(cache.epoch(), r);
             // The four newest are always there.
@@ -282,7 +287,7 @@ pub(crate) mod tests {
             }
         }
         let kept = cache.lock().requests.len();
-        assert!(kept <= 16 && kept >= 14, "{kept}");
+        assert!((14..=16).contains(&kept), "{kept}");
         assert!(
             stale
                 .iter()
@@ -294,7 +299,7 @@ pub(crate) mod tests {
     #[test]
     fn it_holds_at_most_its_capacity() {
         let cache = RequestCache::new(3, MAX_AGE);
-        let requests: Vec<Request> = (0..10).map(request).collect();
+        let requests: Vec<Arc<Request>> = (0..10).map(shared).collect();
         for r in &requests {
             cache.keep(cache.epoch(), r);
         }

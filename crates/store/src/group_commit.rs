@@ -111,7 +111,7 @@ impl Batch<'_> {
     }
 
     /// The request as the cache holds it, if it does.
-    pub(crate) fn cached(&self, id: &RequestId) -> Option<Request> {
+    pub(crate) fn cached(&self, id: &RequestId) -> Option<Arc<Request>> {
         self.cache.get(id)
     }
 

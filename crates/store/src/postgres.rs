@@ -20,6 +20,7 @@
 //! second waits for the first's row lock and then finds the row gone.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -283,7 +284,7 @@ impl Store for PostgresStore {
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %id))]
-    async fn get_request(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
+    async fn get_request(&self, id: &RequestId) -> Result<Option<Arc<Request>>, StoreError> {
         // One snapshot (repeatable read): the request and its decisions agree.
         let mut tx = self.begin_read().await?;
         let id_text = id.to_string();
@@ -308,7 +309,7 @@ impl Store for PostgresStore {
         tx.rollback()
             .await
             .map_err(|e| backend("ending a read", e))?;
-        row.decode(decisions).map(Some)
+        row.decode(decisions).map(|r| Some(Arc::new(r)))
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %transition.request_id))]

@@ -330,7 +330,12 @@ impl SqliteStore {
         }
         let mut found: Vec<Option<Request>> = listed
             .iter()
-            .map(|(id, version)| self.cache.get(id).filter(|r| r.version == *version))
+            .map(|(id, version)| {
+                self.cache
+                    .get(id)
+                    .filter(|r| r.version == *version)
+                    .map(Arc::unwrap_or_clone)
+            })
             .collect();
         let missing: Vec<String> = listed
             .iter()
@@ -353,7 +358,7 @@ impl SqliteStore {
                 if slot.is_none() {
                     let request = read.remove(id).filter(|r| r.version == *version)?;
                     if request.state == State::Pending {
-                        self.cache.keep(epoch, &request);
+                        self.cache.keep(epoch, &Arc::new(request.clone()));
                     }
                     *slot = Some(request);
                 }
@@ -446,7 +451,7 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %id))]
-    async fn get_request(&self, id: &RequestId) -> Result<Option<Request>, StoreError> {
+    async fn get_request(&self, id: &RequestId) -> Result<Option<Arc<Request>>, StoreError> {
         if let Some(request) = self.cache.get(id) {
             return Ok(Some(request));
         }
@@ -458,7 +463,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await;
         if let Some(requests) = requests_in_page(page, Order::OldestFirst) {
-            let request = requests.into_iter().next();
+            let request = requests.into_iter().next().map(Arc::new);
             if let Some(request) = &request {
                 self.cache.keep(epoch, request);
             }
@@ -473,7 +478,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let (request, decisions) = read_request_with_decisions(&row)?;
-        request.decode(decisions).map(Some)
+        request.decode(decisions).map(|r| Some(Arc::new(r)))
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %transition.request_id))]
@@ -544,7 +549,7 @@ impl Store for SqliteStore {
                         .cached(&transition.request_id)
                         .filter(|r| r.version == transition.expected_version)
                     {
-                        batch.wrote(transition.apply_to(before));
+                        batch.wrote(transition.apply_to(Arc::unwrap_or_clone(before)));
                     }
                     Ok(())
                 },
@@ -1228,17 +1233,19 @@ mod tests {
             limit: 10,
             ..Default::default()
         };
-        let mut doctored = pending.clone();
+        let mut doctored = Request::clone(&pending);
         doctored.reason = Some("from the cache".into());
         store.cache.forget(&[ids[0]]);
-        store.cache.keep(store.cache.epoch(), &doctored);
+        store
+            .cache
+            .keep(store.cache.epoch(), &Arc::new(doctored.clone()));
         let listed = store.list_requests(&filter).await.expect("list");
         assert_eq!(listed[0], doctored);
         doctored.version += 1;
         store.cache.forget(&[ids[0]]);
-        store.cache.keep(store.cache.epoch(), &doctored);
+        store.cache.keep(store.cache.epoch(), &Arc::new(doctored));
         let listed = store.list_requests(&filter).await.expect("list");
-        assert_eq!(listed[0], pending);
+        assert_eq!(listed[0], *pending);
     }
 
     /// Another process's change to a request: a listing shows it at once (it checks
@@ -1256,7 +1263,7 @@ mod tests {
             .expect("insert");
         assert_eq!(
             here.get_request(&request.id).await.expect("read"),
-            Some(request.clone())
+            Some(Arc::new(request.clone()))
         );
         there
             .apply(&Transition {

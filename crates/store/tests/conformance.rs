@@ -433,6 +433,7 @@ mod cases {
     //! The cases, each an `async fn(Db)`.
 
     use std::collections::HashSet;
+    use std::sync::Arc;
 
     use countersign_core::audit::{AuditEvent, GENESIS_HASH, NewAuditEvent};
     use countersign_core::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage};
@@ -470,7 +471,7 @@ mod cases {
             .expect("insert");
         assert_eq!(
             db.store.get_request(&req.id).await.expect("get"),
-            Some(req.clone())
+            Some(Arc::new(req.clone()))
         );
 
         let bob = person("okta", "bob");
@@ -495,7 +496,7 @@ mod cases {
             t.decision.clone().expect("decision"),
         ];
         let got = db.store.get_request(&req.id).await.expect("get");
-        assert_eq!(got, Some(expected.clone()));
+        assert_eq!(got, Some(Arc::new(expected.clone())));
         let listed = db
             .store
             .list_requests(&RequestFilter {
@@ -528,7 +529,10 @@ mod cases {
         again.gate = "other".into();
         let err = db.store.insert_request(&again, &created(&again), &[]).await;
         assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
-        assert_eq!(db.store.get_request(&req.id).await.expect("get"), Some(req));
+        assert_eq!(
+            db.store.get_request(&req.id).await.expect("get"),
+            Some(Arc::new(req))
+        );
         assert_eq!(
             all_events(&db).await.len(),
             1,
@@ -693,7 +697,7 @@ mod cases {
         // The other request still reads, and nothing was changed by the failed reads.
         assert_eq!(
             db.store.get_request(&good.id).await.expect("get"),
-            Some(good.clone())
+            Some(Arc::new(good.clone()))
         );
     }
 
@@ -887,11 +891,13 @@ mod cases {
                     .apply(&change(&req, 1, State::Cancelled, i * 1000 + 5))
                     .await
                     .expect("cancel");
-                db.store
-                    .get_request(&req.id)
-                    .await
-                    .expect("get")
-                    .expect("exists")
+                Arc::unwrap_or_clone(
+                    db.store
+                        .get_request(&req.id)
+                        .await
+                        .expect("get")
+                        .expect("exists"),
+                )
             } else {
                 req
             };
@@ -1388,7 +1394,10 @@ mod cases {
             .expect("insert");
         // Opening again (as every start does) migrates nothing and loses nothing.
         let again = countersign_store::open(&db.url).await.expect("reopen");
-        assert_eq!(again.get_request(&req.id).await.expect("get"), Some(req));
+        assert_eq!(
+            again.get_request(&req.id).await.expect("get"),
+            Some(Arc::new(req))
+        );
         assert_eq!(verify_audit(again.as_ref()).await, Ok(1));
     }
 
@@ -1420,11 +1429,13 @@ mod cases {
             .apply(&approve(&req, 1, &person("okta", "bob")))
             .await
             .expect("approve");
-        db.store
-            .get_request(&req.id)
-            .await
-            .expect("get")
-            .expect("exists")
+        Arc::unwrap_or_clone(
+            db.store
+                .get_request(&req.id)
+                .await
+                .expect("get")
+                .expect("exists"),
+        )
     }
 
     fn issued(grant: &GrantRecord, request: &Request) -> Vec<NewAuditEvent> {
@@ -1439,7 +1450,7 @@ mod cases {
     async fn snapshot(
         db: &Db,
         request: &Request,
-    ) -> (Option<Request>, Vec<AuditEvent>, Vec<Delivery>) {
+    ) -> (Option<Arc<Request>>, Vec<AuditEvent>, Vec<Delivery>) {
         (
             db.store.get_request(&request.id).await.expect("get"),
             all_events(db).await,
@@ -1700,7 +1711,7 @@ mod cases {
     pub async fn twenty_concurrent_single_use_redemptions_one_winner(db: Db) {
         let req = approved(&db, 0).await;
         let events_before = all_events(&db).await.len();
-        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+        let barrier = Arc::new(tokio::sync::Barrier::new(20));
         let mut tasks = Vec::new();
         for i in 0..20 {
             let store = db.store.clone();
@@ -2326,7 +2337,7 @@ mod cases {
             replica.outbox.clone(),
             replica.outbox.clone(),
         ];
-        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(outboxes.len()));
+        let barrier = Arc::new(tokio::sync::Barrier::new(outboxes.len()));
         let mut tasks = Vec::new();
         for outbox in outboxes {
             let barrier = barrier.clone();
@@ -2489,7 +2500,7 @@ mod cases {
     pub async fn ten_concurrent_login_takers_one_winner(db: Db) {
         let l = login("state-raced", 0);
         db.sessions.insert_login(&l).await.expect("insert");
-        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(10));
+        let barrier = Arc::new(tokio::sync::Barrier::new(10));
         let mut tasks = Vec::new();
         for _ in 0..10 {
             let sessions = db.sessions.clone();

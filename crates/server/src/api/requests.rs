@@ -148,7 +148,8 @@ pub(super) async fn get(
     Query(p): Query<GetParams>,
 ) -> Result<Response, ApiError> {
     let Some(wait) = p.wait.as_deref() else {
-        return Ok(view(&state, &state.engine.get(&who, &id).await?));
+        let request = state.engine.get(&who, &id).await?;
+        return Ok(view(&state, &request));
     };
     let wait = countersign_core::time::parse_duration(wait)
         .map_err(|m| ApiError::bad_request("invalid_query", format!("wait: {m}")))?
@@ -179,7 +180,8 @@ pub(super) async fn get(
             () = tokio::time::sleep_until(deadline) => break,
         }
     }
-    Ok(view(&state, &state.engine.get(&who, &id).await?))
+    let request = state.engine.get(&who, &id).await?;
+    Ok(view(&state, &request))
 }
 
 #[derive(Debug, Deserialize)]

@@ -274,7 +274,7 @@ pub async fn audit(
     Ok(render(&AuditPage {
         layout: layout(&session, "Audit trail", "", None),
         id: id.to_string(),
-        gate: request.gate,
+        gate: request.gate.clone(),
         events,
     }))
 }
