@@ -446,6 +446,12 @@ mod cases {
     use super::Db;
     use super::fixtures::*;
 
+    /// The request `id` as the store reads it now.
+    async fn stored(db: &Db, id: &RequestId) -> Request {
+        let read = db.store.get_request(id).await.expect("get");
+        Arc::unwrap_or_clone(read.expect("exists"))
+    }
+
     async fn all_events(db: &Db) -> Vec<AuditEvent> {
         db.store
             .audit_events(&AuditQuery {
@@ -891,13 +897,7 @@ mod cases {
                     .apply(&change(&req, 1, State::Cancelled, i * 1000 + 5))
                     .await
                     .expect("cancel");
-                Arc::unwrap_or_clone(
-                    db.store
-                        .get_request(&req.id)
-                        .await
-                        .expect("get")
-                        .expect("exists"),
-                )
+                stored(db, &req.id).await
             } else {
                 req
             };
@@ -1429,13 +1429,7 @@ mod cases {
             .apply(&approve(&req, 1, &person("okta", "bob")))
             .await
             .expect("approve");
-        Arc::unwrap_or_clone(
-            db.store
-                .get_request(&req.id)
-                .await
-                .expect("get")
-                .expect("exists"),
-        )
+        stored(db, &req.id).await
     }
 
     fn issued(grant: &GrantRecord, request: &Request) -> Vec<NewAuditEvent> {
