@@ -5,6 +5,7 @@
 //! comparison are driven through it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::FutureExt as _;
@@ -18,6 +19,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::load::Call;
+
+/// How long one call may take, answer included, before it counts as a transport error: a
+/// server that stops answering fails the run instead of hanging it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A pool of HTTP/1.1 connections, kept alive between calls.
 pub type Http = Client<HttpConnector, Full<Bytes>>;
@@ -81,16 +86,18 @@ impl Prototype {
         r
     }
 
-    /// Sends a copy: the status and the whole body (status 0 for a transport error).
+    /// Sends a copy: the status and the whole body (status 0 for a transport error or a
+    /// call past [`CALL_TIMEOUT`]).
     pub async fn send(&self, http: &Http) -> (u16, Bytes) {
-        let answer = match http.request(self.request()).await {
-            Ok(a) => a,
-            Err(_) => return (0, Bytes::new()),
+        let call = async {
+            let answer = http.request(self.request()).await.ok()?;
+            let status = answer.status().as_u16();
+            let body = answer.into_body().collect().await.ok()?;
+            Some((status, body.to_bytes()))
         };
-        let status = answer.status().as_u16();
-        match answer.into_body().collect().await {
-            Ok(body) => (status, body.to_bytes()),
-            Err(_) => (0, Bytes::new()),
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Ok(Some(answer)) => answer,
+            _ => (0, Bytes::new()),
         }
     }
 

@@ -153,9 +153,9 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
     let pid = server.id().context("the server exited at once")?;
     let base = format!("http://{listen}");
     let api = Api::new(&base);
+    let ready = Prototype::new(Method::GET, &format!("{base}/readyz"))?;
     let started = Instant::now();
     loop {
-        let ready = Prototype::new(Method::GET, &format!("{base}/readyz"))?;
         if ready.send(&api.http).await.0 == 200 {
             break;
         }

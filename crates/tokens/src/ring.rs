@@ -491,7 +491,6 @@ fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use chrono::TimeZone;
-    use jsonwebtoken::EncodingKey;
 
     use super::*;
     use crate::keys::generate_key;
@@ -523,12 +522,11 @@ mod tests {
             assert_eq!(decoded.header.kid.as_deref(), Some(key.kid.as_str()));
             assert_eq!(decoded.header.typ.as_deref(), Some(TOKEN_TYPE));
 
+            if alg == SigningAlg::Es256 {
+                continue;
+            }
             let pkcs8 = crate::kek::open(&kek, key.kid.as_bytes(), &record.sealed_private).unwrap();
-            let theirs = match alg {
-                SigningAlg::Es256 => continue,
-                SigningAlg::EdDsa => EncodingKey::from_ed_der(&pkcs8),
-                SigningAlg::Rs256 => crate::keys::encoding_key(alg, &pkcs8).unwrap(),
-            };
+            let theirs = crate::keys::encoding_key(alg, &pkcs8).unwrap();
             assert_eq!(
                 token,
                 jsonwebtoken::encode(&header, &claims, &theirs).unwrap(),
