@@ -40,6 +40,13 @@ pub use settings::{
 use check::{Ctx, Fields, resolve_path};
 use tree::{Node, Origin, Value, parse_document};
 
+/// The demo gates as TOML `[[gates]]` sections: `deploy-prod` (one SRE and one security
+/// engineer from another team), `db-session` (one SRE, a grant of up to 4h) and
+/// `deploy-staging` (approved automatically for developers and CI). `countersign dev` serves
+/// them; the test suites and the benchmark append them to their own `[server]` and
+/// `[[issuers]]`, so every one of them runs against the gates the sandbox shows.
+pub const DEMO_GATES: &str = include_str!("demo-gates.toml");
+
 /// The keys of the main file's top level.
 const ROOT_KEYS: &[&str] = &["server", "webhooks", "issuers", "resource_servers", "gates"];
 /// The gates directory looked for next to the main file when `gates_dir` is not set.
