@@ -46,10 +46,11 @@ enum DevCommand {
 /// The API audience of sandbox tokens.
 const AUDIENCE: &str = "countersign";
 
-/// The sandbox configuration, the same format a deployment uses.
+/// The sandbox configuration, the same format a deployment uses: the server, its two
+/// issuers and the demo gates.
 fn config_text(port: u16, bind: IpAddr) -> String {
     let listen = SocketAddr::new(bind, port);
-    format!(
+    let server = format!(
         r#"
 [server]
 public_url = "http://{bind}:{port}"
@@ -73,52 +74,9 @@ kind = "workload"
 audiences = ["{AUDIENCE}"]
 actor_claim = "actor_sub"
 actor_issuer = "dev"
-
-[[gates]]
-name = "deploy-prod"
-description = "Deploy a service to production: one SRE and one security engineer from another team"
-requesters = 'principal.kind == "workload" || "dev" in principal.groups || "sre" in principal.groups'
-reason = "required"
-pending_ttl = "2h"
-grant = {{ audience = "deployer", scope = "deploy:{{{{params.service}}}}", ttl = "15m", single_use = true }}
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true, description = "the service to deploy" }}
-params.version = {{ type = "string", pattern = "^[0-9A-Za-z.+-]{{1,64}}$", required = true, description = "the version to deploy" }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-  [[gates.rules]]
-  name = "security"
-  approvers = '"security" in approver.groups && approver.claims.team != request.requester.claims.team'
-
-[[gates]]
-name = "db-session"
-description = "Open a session on a production database, for a limited time"
-requesters = 'principal.kind == "human"'
-reason = "required"
-pending_ttl = "1h"
-grant = {{ audience = "db-proxy", scope = "db:{{{{params.database}}}}:{{{{params.access}}}}", ttl = "30m", max_ttl = "4h" }}
-params.database = {{ type = "enum", values = ["orders", "billing", "users"], required = true }}
-params.access = {{ type = "enum", values = ["read", "write"], required = true }}
-
-  [[gates.rules]]
-  name = "dba"
-  approvers = '"sre" in approver.groups'
-
-[[gates]]
-name = "deploy-staging"
-description = "Deploy a service to staging: approved automatically for developers and CI"
-requesters = 'true'
-auto_approve = 'principal.kind == "workload" || "dev" in principal.groups'
-grant = {{ audience = "deployer", scope = "deploy-staging:{{{{params.service}}}}", ttl = "15m" }}
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
 "#
-    )
+    );
+    format!("{server}\n{}", countersign_config::DEMO_GATES)
 }
 
 /// Runs the sandbox, or `dev token`.

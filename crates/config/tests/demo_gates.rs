@@ -55,13 +55,20 @@ fn security_approves_another_team_or_a_workload() {
     let payments = principal("human", &["security"], json!({"team": "payments"}));
     let by = |requester: Value| json!({"requester": requester, "params": {}});
     let alice = by(principal("human", &["dev"], json!({"team": "payments"})));
-    let ci = by(principal("workload", &[], json!({"repository": "acme/app"})));
+    let ci = by(principal(
+        "workload",
+        &[],
+        json!({"repository": "acme/app"}),
+    ));
     let check = |approver: &Value, request: &Value| {
         let e = security.evaluate(&[("approver", approver), ("request", request)]);
         assert_eq!(e.error, None);
         e.value
     };
     assert!(check(&carol, &alice));
-    assert!(!check(&payments, &alice), "not from the requester's own team");
+    assert!(
+        !check(&payments, &alice),
+        "not from the requester's own team"
+    );
     assert!(check(&carol, &ci), "a workload has no team");
 }
