@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use countersign_config::DEMO_GATES;
 use countersign_core::ports::ManualClock;
 use countersign_core::{Clock, Engine};
 use countersign_testkit::{OidcProvider, TestPostgres};
@@ -71,24 +72,7 @@ name = "{rs_name}"
 client_id = "{rs_name}"
 client_secret = "{rs_secret}"
 
-[[gates]]
-name = "deploy-prod"
-description = "Deploy to production"
-requesters = 'principal.kind == "workload" || "dev" in principal.groups'
-reason = "required"
-pending_ttl = "2h"
-grant = {{ audience = "deployer", scope = "deploy:{{{{params.service}}}}", ttl = "15m", max_ttl = "1h" }}
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true }}
-params.version = {{ type = "string", required = true }}
-params.replicas = {{ type = "int", min = 1, max = 10 }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-  [[gates.rules]]
-  name = "security"
-  approvers = '"security" in approver.groups && approver.claims.team != request.requester.claims.team'
+{DEMO_GATES}
 
 [[gates]]
 name = "staged"

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use countersign_config::DEMO_GATES;
 use countersign_dev_idp::DevIdpConfig;
 
 use crate::webdriver::{Driver, Session};
@@ -44,36 +45,7 @@ client_secret = "dev-web-secret"
 audiences = ["countersign"]
 groups_claim = "groups"
 
-[[gates]]
-name = "deploy-prod"
-description = "Deploy a service to production: one SRE and one security engineer from another team"
-requesters = '"dev" in principal.groups'
-reason = "required"
-pending_ttl = "2h"
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true, description = "the service to deploy" }}
-params.version = {{ type = "string", required = true, description = "the version to deploy" }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-  [[gates.rules]]
-  name = "security"
-  approvers = '"security" in approver.groups && approver.claims.team != request.requester.claims.team'
-
-[[gates]]
-name = "db-session"
-description = "Open a session on a production database, for a limited time"
-requesters = 'principal.kind == "human"'
-reason = "required"
-pending_ttl = "1h"
-grant = {{ audience = "db-proxy", ttl = "30m", max_ttl = "4h" }}
-params.database = {{ type = "enum", values = ["orders", "billing", "users"], required = true }}
-params.access = {{ type = "enum", values = ["read", "write"], required = true }}
-
-  [[gates.rules]]
-  name = "dba"
-  approvers = '"sre" in approver.groups'
+{DEMO_GATES}
 "#
     );
     let settings =

@@ -1,9 +1,10 @@
 //! `spawn_web()`: an app on port 0 with two sign-in issuers — a real panva `oidc-provider`
-//! (`idp`) and the misbehaving stub (`stub`) — a fresh SQLite database and a `ManualClock`;
-//! and `Browser`, a cookie-keeping HTTP client that plays a person's browser.
+//! (`idp`) and the misbehaving stub (`stub`) — the demo gates, a fresh SQLite database and a
+//! `ManualClock`; and `Browser`, a cookie-keeping HTTP client that plays a person's browser.
 
 use std::sync::Arc;
 
+use countersign_config::DEMO_GATES;
 use countersign_core::ports::ManualClock;
 use countersign_core::{Clock, Engine};
 use countersign_testkit::OidcProvider;
@@ -63,37 +64,7 @@ audiences = ["stub-api"]
 algorithms = ["ES256"]
 groups_claim = "groups"
 
-[[gates]]
-name = "db-session"
-description = "Open a session on a production database"
-requesters = 'principal.kind == "human"'
-reason = "required"
-pending_ttl = "1h"
-grant = {{ audience = "db-proxy", ttl = "30m", max_ttl = "4h" }}
-params.database = {{ type = "enum", values = ["orders", "billing"], required = true }}
-params.access = {{ type = "enum", values = ["read", "write"], required = true }}
-params.rows = {{ type = "int", min = 1, max = 1000 }}
-params.reason_code = {{ type = "string", pattern = "^[A-Z]+-[0-9]+$", description = "the incident" }}
-
-  [[gates.rules]]
-  name = "dba"
-  approvers = '"sre" in approver.groups'
-
-[[gates]]
-name = "deploy-prod"
-description = "Deploy to production: one SRE and one security engineer"
-requesters = '"dev" in principal.groups'
-reason = "required"
-pending_ttl = "2h"
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-  [[gates.rules]]
-  name = "security"
-  approvers = '"security" in approver.groups'
+{DEMO_GATES}
 "#,
         stub_client = stub::CLIENT_ID,
         stub_secret = stub::CLIENT_SECRET,
