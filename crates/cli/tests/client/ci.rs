@@ -71,7 +71,15 @@ async fn an_id_token_file_or_variable_is_used_as_is() {
 
     let from_file = world
         .cli()
-        .args(["request", "staging", "-o", "json", "--id-token-file"])
+        .args([
+            "request",
+            "deploy-staging",
+            "-p",
+            "service=api",
+            "-o",
+            "json",
+        ])
+        .args(["--id-token-file"])
         .args([file.display().to_string()])
         .run()
         .await;
@@ -85,10 +93,17 @@ async fn an_id_token_file_or_variable_is_used_as_is() {
         .run()
         .await;
     from_env.expect_code(0);
-    assert!(
-        from_env.json()["items"]
-            .as_array()
-            .is_some_and(|a| a.len() == 3)
+    // Every configured gate: the demo gates and `quick`.
+    let gates = from_env.json();
+    let listed = gates["items"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(
+        listed,
+        Some(vec!["db-session", "deploy-prod", "deploy-staging", "quick"]),
+        "{from_env}"
     );
 
     // A token the server refuses: exit 4, one line, and the token is not echoed.

@@ -157,7 +157,14 @@ async fn show_ls_cancel_token_and_revoke() {
     // An auto-approved request: its token, then revoked.
     let approved = alice
         .clone()
-        .args(["request", "staging", "-o", "json"])
+        .args([
+            "request",
+            "deploy-staging",
+            "-p",
+            "service=api",
+            "-o",
+            "json",
+        ])
         .run()
         .await;
     approved.expect_code(0);

@@ -93,7 +93,14 @@ async fn explain_says_who_may_request_and_approve_and_why() {
     let staging = cli
         .clone()
         .args([
-            "explain", "staging", "--claims", &alice, "--config", &config, "-o", "json",
+            "explain",
+            "deploy-staging",
+            "--claims",
+            &alice,
+            "--config",
+            &config,
+            "-o",
+            "json",
         ])
         .run()
         .await;

@@ -14,6 +14,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use countersign_config::DEMO_GATES;
 use countersign_testkit::OidcProvider;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
@@ -27,8 +28,8 @@ pub const AUDIENCE: &str = "api://countersign";
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The server's configuration: the people's issuer (with the CLI's client), the CI issuer,
-/// `deploy-prod` (one SRE and one security approver), `quick` (pending for 6 seconds) and
-/// `staging` (approved automatically).
+/// the demo gates (`deploy-prod`: one SRE and one security approver; `deploy-staging`:
+/// approved automatically for developers and CI) and `quick` (pending for 6 seconds).
 pub fn config(people: &str, ci: &str, database: &str, port: u16) -> String {
     format!(
         r#"
@@ -55,39 +56,13 @@ audiences = ["{AUDIENCE}"]
 actor_claim = "actor_id"
 actor_issuer = "idp"
 
-[[gates]]
-name = "deploy-prod"
-description = "Deploy to production"
-requesters = 'principal.kind == "workload" || "dev" in principal.groups'
-reason = "required"
-pending_ttl = "1h"
-grant = {{ audience = "deployer", scope = "deploy:{{{{params.service}}}}", ttl = "15m", max_ttl = "1h" }}
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true }}
-params.version = {{ type = "string", required = true }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-  [[gates.rules]]
-  name = "security"
-  approvers = '"security" in approver.groups'
+{DEMO_GATES}
 
 [[gates]]
 name = "quick"
 description = "Expires fast"
 requesters = 'true'
 pending_ttl = "6s"
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-[[gates]]
-name = "staging"
-description = "Approved at once for developers"
-requesters = 'true'
-auto_approve = '"dev" in principal.groups'
 
   [[gates.rules]]
   name = "sre"

@@ -246,7 +246,9 @@ async fn run_of_an_auto_approved_gate_runs_at_once_and_passes_exit_codes_through
     let done = alice
         .args([
             "run",
-            "staging",
+            "deploy-staging",
+            "-p",
+            "service=api",
             "--",
             "sh",
             "-c",
