@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
+use countersign_config::DEMO_GATES;
 use countersign_testkit::OidcProvider;
 use futures_util::FutureExt as _;
 use hyper::Method;
@@ -64,7 +65,8 @@ impl Outcome {
 }
 
 /// The bench's configuration: the people's issuer at `people`, the database at `database`,
-/// listening on `listen` (port 0 when the caller binds its own listener).
+/// listening on `listen` (port 0 when the caller binds its own listener); the demo gates
+/// (the scenarios drive `deploy-prod`) and two more that only S4's data set uses.
 pub fn config(people: &str, database: &str, listen: &str) -> String {
     format!(
         r#"
@@ -81,23 +83,7 @@ url = "{people}"
 audiences = ["{AUDIENCE}"]
 groups_claim = "groups"
 
-[[gates]]
-name = "deploy-prod"
-description = "Deploy to production"
-requesters = '"dev" in principal.groups'
-reason = "required"
-pending_ttl = "2h"
-grant = {{ audience = "deployer", scope = "deploy:{{{{params.service}}}}", ttl = "15m", max_ttl = "1h" }}
-params.service = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required = true }}
-params.version = {{ type = "string", required = true }}
-
-  [[gates.rules]]
-  name = "sre"
-  approvers = '"sre" in approver.groups'
-
-  [[gates.rules]]
-  name = "security"
-  approvers = '"security" in approver.groups && approver.claims.team != request.requester.claims.team'
+{DEMO_GATES}
 
 [[gates]]
 name = "db-migrate"

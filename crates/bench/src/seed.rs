@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, SqliteConnection
 
 /// The configured name of the people's issuer (the bench configuration's `[[issuers]]`).
 pub const ISSUER: &str = "idp";
-/// How long a request may stay pending (every bench gate's `pending_ttl`).
+/// How long a request may stay pending (the `pending_ttl` of every gate seeded).
 const PENDING_TTL_MS: i64 = 2 * 3600 * 1000;
 /// Rows per INSERT statement: well under SQLite's limit of 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 256;
@@ -64,7 +64,8 @@ pub struct Seeded {
     pub file_bytes: u64,
 }
 
-/// The gates the bench configuration defines; see [`crate::scenarios::config`].
+/// The gates the data set uses, as the bench configuration defines them (`deploy-prod` from
+/// the demo gates); see [`crate::scenarios::config`].
 #[derive(Debug, Clone, Copy)]
 enum Gate {
     DeployProd,
