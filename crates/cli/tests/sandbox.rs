@@ -1,7 +1,7 @@
 //! The README's promise, against the real binary: `countersign dev` starts a sandbox on
 //! loopback, `countersign dev token USER` prints bearer tokens for it, and the documented
-//! `deploy-prod` flow works end to end (alice requests, bob approves for SRE, carol for
-//! security).
+//! `deploy-prod` flow works end to end (alice or the CI workload requests, bob approves for
+//! SRE, carol for security).
 
 mod common;
 
@@ -138,7 +138,12 @@ async fn deploy_staging_is_auto_approved_for_alice() {
 async fn the_ci_workload_requests_deploy_prod() {
     let sandbox = Sandbox::start(&[]);
     let api = sandbox.api();
-    let (ci, alice) = tokio::join!(sandbox.token("ci"), sandbox.token("alice"));
+    let (ci, alice, bob, carol) = tokio::join!(
+        sandbox.token("ci"),
+        sandbox.token("alice"),
+        sandbox.token("bob"),
+        sandbox.token("carol")
+    );
     let created = api.create_deploy_prod(&ci).await;
     assert_eq!(
         created.status,
@@ -150,6 +155,17 @@ async fn the_ci_workload_requests_deploy_prod() {
     assert_eq!(created.body["state"], "pending", "{:?}", created.body);
     assert_eq!(created.body["requester"]["kind"], "workload");
     assert_eq!(created.body["waiting_for"], json!(["sre", "security"]));
+
+    // The workload's token carries no team; security approves it all the same.
+    let after_bob = api.approve(&created.body, &bob).await;
+    assert_eq!(after_bob.body["waiting_for"], json!(["security"]));
+    let after_carol = api.approve(&created.body, &carol).await;
+    assert_eq!(after_carol.status, 200, "{:?}", after_carol.body);
+    assert_eq!(
+        after_carol.body["state"], "approved",
+        "{:?}",
+        after_carol.body
+    );
 
     // A workload requests, never approves.
     let other = api.create_deploy_prod(&alice).await;
