@@ -16,9 +16,10 @@ use tokio::task::JoinHandle;
 use countersign_notify::{Deliverer, RetryPolicy};
 use countersign_tokens::{Kek, KeyRing, SigningAlg};
 
-use crate::api::{self, AppState, Shared};
 use crate::changes::Changes;
 use crate::clock::SystemClock;
+use crate::session::Sessions;
+use crate::state::{AppState, Shared};
 
 /// Knobs that are not configuration: what tests and the dev sandbox inject.
 pub struct BuildOptions {
@@ -130,7 +131,7 @@ impl Application {
             .as_str()
             .trim_end_matches('/')
             .to_string();
-        let web = crate::web::Web::new(&settings, stores.sessions.clone(), kek.clone())?;
+        let sessions = Sessions::new(&settings, stores.sessions.clone(), kek.clone())?;
         let keys = KeyRing::load(stores.keys.clone(), kek, alg, issuer, options.clock.clone())
             .await
             .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
@@ -160,9 +161,9 @@ impl Application {
             outbox: stores.outbox,
             changes,
             settings: Arc::new(settings),
-            web,
+            sessions,
         });
-        let mut router = api::router(state.clone());
+        let mut router = crate::router::router(state.clone());
         if let Some(extra) = options.extra_routes {
             router = router.merge(extra);
         }
@@ -239,7 +240,7 @@ fn spawn_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
                 Ok(n) => tracing::info!(expired = n, "expired pending requests"),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }
-            state.web.purge(state.engine.now()).await;
+            state.sessions.purge(state.engine.now()).await;
         }
     })
 }
