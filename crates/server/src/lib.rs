@@ -8,7 +8,7 @@
 // Whatever nothing outside the crate uses is `pub(crate)`, so a `pub` here means public.
 #![warn(unreachable_pub)]
 
-pub mod api;
+mod api;
 pub mod app;
 mod caller;
 pub mod changes;

@@ -110,7 +110,7 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The OpenAPI document of the API.
-pub fn openapi_document() -> &'static str {
+pub(crate) fn openapi_document() -> &'static str {
     &DOCUMENT
 }
 
