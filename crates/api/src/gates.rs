@@ -104,3 +104,33 @@ pub struct GateRule {
 pub struct GatePage {
     pub items: Vec<Gate>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_parameter_writes_its_type_beside_its_constraints() {
+        let param = Param {
+            description: None,
+            kind: ParamKind::String {
+                max_length: 64,
+                pattern: Some("^[a-z]+$".into()),
+            },
+            required: true,
+        };
+        let wire = serde_json::to_value(&param).expect("a parameter serializes");
+        assert_eq!(
+            wire,
+            json!({"description": null, "type": "string", "max_length": 64,
+                   "pattern": "^[a-z]+$", "required": true})
+        );
+        let back: Param = serde_json::from_value(wire).expect("and reads back");
+        assert_eq!(back, param);
+        let flag: Param = serde_json::from_value(json!({"type": "bool", "required": false,
+                                                       "description": "dry run"}))
+        .expect("a bool has no constraints");
+        assert_eq!(flag.kind, ParamKind::Bool);
+    }
+}

@@ -300,3 +300,33 @@ pub struct GetRequestQuery {
     /// another one.
     pub version: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_names_are_the_wire_names() {
+        use RequestState::*;
+        for state in [Pending, Approved, Rejected, Expired, Cancelled, Revoked] {
+            let wire = serde_json::to_value(state).expect("a state serializes");
+            assert_eq!(wire, state.as_str());
+            let terminal = !matches!(state, Pending | Approved);
+            assert_eq!(state.is_terminal(), terminal, "{}", state.as_str());
+        }
+    }
+
+    #[test]
+    fn bodies_refuse_unknown_fields_and_default_what_is_optional() {
+        let body: CreateRequest =
+            serde_json::from_str(r#"{"gate": "deploy"}"#).expect("a gate is enough");
+        assert_eq!(body.gate, "deploy");
+        assert!(body.params.is_empty());
+        assert!(serde_json::from_str::<CreateRequest>(r#"{"gate": "x", "gates": 1}"#).is_err());
+        assert!(serde_json::from_str::<DecisionBody>(r#"{"comment": "ok"}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<ReasonBody>("{}").expect("every field is optional"),
+            ReasonBody::default()
+        );
+    }
+}
