@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use countersign_config::{IssuerConfig, Settings};
+use countersign_config::Settings;
 use countersign_core::{Clock, Engine};
-use countersign_identity::{IssuerSettings, Verifier};
+use countersign_identity::Verifier;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use countersign_notify::{Deliverer, RetryPolicy};
 use countersign_tokens::{Kek, KeyRing, SigningAlg};
+
+pub use crate::issuers::issuer_settings;
 
 use crate::changes::Changes;
 use crate::clock::SystemClock;
@@ -71,33 +73,6 @@ impl std::fmt::Debug for Application {
             .field("addr", &self.listener.local_addr().ok())
             .finish_non_exhaustive()
     }
-}
-
-/// Turns an issuer's configuration into what the verifier needs.
-pub fn issuer_settings(config: &IssuerConfig) -> anyhow::Result<IssuerSettings> {
-    let mut s = IssuerSettings::new(
-        &config.name,
-        &config.url,
-        config.kind,
-        config.audiences.clone(),
-    );
-    s.algorithms = config
-        .algorithms
-        .iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|_| anyhow::anyhow!("issuer {}: unsupported algorithm {a}", config.name))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    s.subject_claim = config.subject_claim.clone();
-    s.groups_claim = config.groups_claim.clone();
-    s.actor_claim = config.actor_claim.clone();
-    s.actor_issuer = config.actor_issuer.clone();
-    if let Some(types) = &config.token_types {
-        s.token_types = types.clone();
-    }
-    s.jwks_ttl = config.jwks_ttl.to_std().unwrap_or(Duration::from_secs(600));
-    Ok(s)
 }
 
 impl Application {

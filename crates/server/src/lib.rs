@@ -14,6 +14,7 @@ mod caller;
 pub mod changes;
 pub mod clock;
 mod error;
+mod issuers;
 mod router;
 pub mod session;
 pub mod state;

@@ -74,7 +74,7 @@ impl Sessions {
                 continue;
             }
             issuers.push(LoginIssuerSettings {
-                issuer: crate::app::issuer_settings(config)?,
+                issuer: crate::issuers::issuer_settings(config)?,
                 client: LoginClient {
                     client_id: client_id.clone(),
                     client_secret: config.client_secret.clone(),
