@@ -16,7 +16,8 @@ use hyper::{Method, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::load::Call;
 
@@ -67,7 +68,7 @@ impl Prototype {
     }
 
     /// With `body` as its JSON body.
-    pub fn json(self, body: &Value) -> anyhow::Result<Self> {
+    pub fn json(self, body: &impl Serialize) -> anyhow::Result<Self> {
         self.body("application/json", serde_json::to_vec(body)?)
     }
 
@@ -101,10 +102,21 @@ impl Prototype {
         }
     }
 
-    /// Sends a copy and reads the body as JSON (`null` when it is not).
-    pub async fn send_json(&self, http: &Http) -> (u16, Value) {
+    /// Sends a copy and reads a successful answer as `T`; any other answer is an error that
+    /// says what the server sent.
+    pub async fn send_as<T: DeserializeOwned>(&self, http: &Http) -> (u16, anyhow::Result<T>) {
         let (status, body) = self.send(http).await;
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        let answer = if (200..300).contains(&status) {
+            serde_json::from_slice(&body).with_context(|| {
+                format!("an answer of {status}: {}", String::from_utf8_lossy(&body))
+            })
+        } else {
+            Err(anyhow::anyhow!(
+                "answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ))
+        };
+        (status, answer)
     }
 }
 

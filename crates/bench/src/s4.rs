@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use countersign_api::{Request, RequestPage};
 use countersign_core::Clock as _;
 use futures_util::FutureExt as _;
 use hyper::Method;
@@ -173,8 +174,11 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
     let startup = started.elapsed();
 
     // The measurements mean something only if the inbox has work in it and reads succeed.
-    let (s, inbox) = api.call(Method::GET, INBOX, &p.bob, None).await;
-    let items = inbox["items"].as_array().map_or(0, Vec::len);
+    let (s, inbox) = api
+        .call::<RequestPage>(Method::GET, INBOX, &p.bob, None::<&()>)
+        .await;
+    let inbox = inbox.context("S4: bob's inbox")?;
+    let items = inbox.items.len();
     if s != 200 || items < 50 {
         bail!(
             "S4: bob's inbox answered {s} with {items} items, not a full page of 50; the seed is \
@@ -184,15 +188,16 @@ pub async fn run(o: &Options, p: &People, people: &str) -> anyhow::Result<Vec<Ou
     let page_kb = serde_json::to_vec(&inbox).map_or(0, |v| v.len()) as f64 / 1024.0;
     let probe = seeded.ids[seeded.ids.len() / 2];
     let (s, body) = api
-        .call(
+        .call::<Request>(
             Method::GET,
             &format!("/api/v1/requests/{probe}"),
             &p.bob,
-            None,
+            None::<&()>,
         )
         .await;
+    body.context("S4: reading a seeded request")?;
     if s != 200 {
-        bail!("S4: reading a seeded request answered {s}: {body}");
+        bail!("S4: reading a seeded request answered {s}");
     }
 
     let inbox = phase(

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
+use countersign_api::{CreateRequest, DecisionBody, GrantToken, Request};
 use countersign_config::DEMO_GATES;
 use countersign_testkit::OidcProvider;
 use futures_util::FutureExt as _;
 use hyper::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sqlx::AssertSqlSafe;
 use sqlx::ConnectOptions as _;
@@ -196,22 +199,22 @@ impl Api {
         }
     }
 
-    /// `method` on `path` with `token` as bearer and `body` as JSON: the status and the JSON
-    /// answer (status 0 for a request that could not be made or sent).
-    pub async fn call(
+    /// `method` on `path` with `token` as bearer and `body` as JSON: the status and the
+    /// answer read as `T` (status 0 for a request that could not be made or sent).
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         token: &str,
-        body: Option<&Value>,
-    ) -> (u16, Value) {
+        body: Option<&impl Serialize>,
+    ) -> (u16, anyhow::Result<T>) {
         let request = self.request(method, path, token).and_then(|r| match body {
             Some(b) => r.json(b),
             None => Ok(r),
         });
         match request {
-            Ok(r) => r.send_json(&self.http).await,
-            Err(_) => (0, Value::Null),
+            Ok(r) => r.send_as(&self.http).await,
+            Err(e) => (0, Err(e)),
         }
     }
 
@@ -220,31 +223,40 @@ impl Api {
         Prototype::new(method, &format!("{}{path}", self.base))?.bearer(token)
     }
 
-    async fn create(&self, token: &str) -> (u16, Value) {
-        let body = json!({"gate": "deploy-prod", "params": {"service": "api", "version": "1.4.2"}, "reason": "bench"});
+    async fn create(&self, token: &str) -> (u16, anyhow::Result<Request>) {
+        let mut params = serde_json::Map::new();
+        params.insert("service".into(), json!("api"));
+        params.insert("version".into(), json!("1.4.2"));
+        let body = CreateRequest {
+            gate: "deploy-prod".into(),
+            params,
+            reason: Some("bench".into()),
+            ..CreateRequest::default()
+        };
         self.call(Method::POST, "/api/v1/requests", token, Some(&body))
             .await
     }
 
-    async fn decide(&self, request: &Value, token: &str) -> (u16, Value) {
-        let id = request["id"].as_str().unwrap_or_default();
-        let body = json!({"digest": request["digest"], "comment": "lgtm"});
+    async fn decide(&self, request: &Request, token: &str) -> (u16, anyhow::Result<Request>) {
+        let body = DecisionBody {
+            digest: request.digest.clone(),
+            comment: Some("lgtm".into()),
+        };
         self.call(
             Method::POST,
-            &format!("/api/v1/requests/{id}/approve"),
+            &format!("/api/v1/requests/{}/approve", request.id),
             token,
             Some(&body),
         )
         .await
     }
 
-    async fn token(&self, request: &Value, token: &str) -> (u16, Value) {
-        let id = request["id"].as_str().unwrap_or_default();
+    async fn token(&self, request: &Request, token: &str) -> (u16, anyhow::Result<GrantToken>) {
         self.call(
             Method::POST,
-            &format!("/api/v1/requests/{id}/token"),
+            &format!("/api/v1/requests/{}/token", request.id),
             token,
-            None,
+            None::<&()>,
         )
         .await
     }
@@ -258,15 +270,17 @@ pub struct People {
 }
 
 /// An approved request of alice's.
-async fn approved(api: &Api, p: &People) -> anyhow::Result<Value> {
+async fn approved(api: &Api, p: &People) -> anyhow::Result<Request> {
     let (s, req) = api.create(&p.alice).await;
+    let req = req.context("create")?;
     if s != 201 {
-        bail!("create answered {s}: {req}");
+        bail!("create answered {s}");
     }
     for t in [&p.bob, &p.carol] {
         let (s, body) = api.decide(&req, t).await;
+        body.context("approve")?;
         if s != 200 {
-            bail!("approve answered {s}: {body}");
+            bail!("approve answered {s}");
         }
     }
     Ok(req)
@@ -342,7 +356,7 @@ pub fn get_call(api: &Api, path: &str, token: Option<&str>) -> anyhow::Result<Ca
 
 async fn s1(o: &Options, api: &Api, p: &People) -> anyhow::Result<Outcome> {
     let req = approved(api, p).await?;
-    let id = req["id"].as_str().unwrap_or_default().to_owned();
+    let id = req.id;
     let baseline = drive(get_call(api, "/healthz", None)?, o.connections, o.duration).await;
     let path = format!("/api/v1/requests/{id}");
     let measured = drive(
@@ -368,7 +382,7 @@ async fn s1(o: &Options, api: &Api, p: &People) -> anyhow::Result<Outcome> {
 
 async fn s2(o: &Options, api: &Api, p: &People, issuer: &str) -> anyhow::Result<Outcome> {
     let req = approved(api, p).await?;
-    let id = req["id"].as_str().unwrap_or_default();
+    let id = &req.id;
     let token = api.request(
         Method::POST,
         &format!("/api/v1/requests/{id}/token"),
@@ -423,7 +437,7 @@ async fn flow(o: &Options, api: &Api, p: &People) -> (Stats, BTreeMap<&'static s
                 let (s, req) = api.create(&alice).await;
                 mine.push(("1 create", s, t.elapsed()));
                 let mut last = s;
-                if s == 201 {
+                if let (201, Ok(req)) = (s, req) {
                     for (name, who) in [("2 approve sre", &bob), ("3 approve security", &carol)] {
                         let t = Instant::now();
                         let (s, _) = api.decide(&req, who).await;
@@ -589,18 +603,22 @@ async fn s5(o: &Options, api: &Api, p: &People) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     for _ in 0..o.wake_iterations {
         let (s, req) = api.create(&p.alice).await;
-        if s != 201 {
-            measured.record(s, Duration::ZERO);
-            continue;
-        }
-        let id = req["id"].as_str().unwrap_or_default().to_owned();
-        let version = req["version"].as_i64().unwrap_or(1);
+        let req = match req {
+            Ok(req) if s == 201 => req,
+            _ => {
+                measured.record(s, Duration::ZERO);
+                continue;
+            }
+        };
+        let (id, version) = (req.id.clone(), req.version);
         let waiter = {
             let api = api.clone();
             let alice = p.alice.clone();
             tokio::spawn(async move {
                 let path = format!("/api/v1/requests/{id}?wait=10s&version={version}");
-                let (s, _) = api.call(Method::GET, &path, &alice, None).await;
+                let (s, _) = api
+                    .call::<Request>(Method::GET, &path, &alice, None::<&()>)
+                    .await;
                 (s, Instant::now())
             })
         };

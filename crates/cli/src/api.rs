@@ -1,13 +1,18 @@
-//! A client for the server's `/api/v1`: one method per call the commands make. Every refusal
-//! becomes a [`Failure`] with the documented exit code and a hint; a refused login is
-//! refreshed and the call tried once more.
+//! A client for the server's `/api/v1`: one method per call the commands make, each reading
+//! the answer into the API's shared wire types. Every refusal becomes a [`Failure`] with the
+//! documented exit code and a hint; a refused login is refreshed and the call tried once
+//! more.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use countersign_api::{
+    CreateRequest, DecisionBody, ErrorBody, GatePage, GrantToken, ReasonBody, Request, RequestPage,
+};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::auth::Credentials;
 use crate::failure::{Failure, exit};
@@ -58,32 +63,38 @@ impl Api {
     }
 
     /// `GET /gates`.
-    pub async fn gates(&self) -> Result<Value, Failure> {
-        self.call(Method::GET, "/gates", &[], None, CALL_TIMEOUT)
+    pub async fn gates(&self) -> Result<GatePage, Failure> {
+        self.call(Method::GET, "/gates", &[], None::<&()>, CALL_TIMEOUT)
             .await
     }
 
     /// `POST /requests`.
-    pub async fn create(&self, body: &Value) -> Result<Value, Failure> {
+    pub async fn create(&self, body: &CreateRequest) -> Result<Request, Failure> {
         self.call(Method::POST, "/requests", &[], Some(body), CALL_TIMEOUT)
             .await
     }
 
     /// `GET /requests` with filters.
-    pub async fn list(&self, query: &[(&str, String)]) -> Result<Value, Failure> {
-        self.call(Method::GET, "/requests", query, None, CALL_TIMEOUT)
+    pub async fn list(&self, query: &[(&str, String)]) -> Result<RequestPage, Failure> {
+        self.call(Method::GET, "/requests", query, None::<&()>, CALL_TIMEOUT)
             .await
     }
 
     /// `GET /requests/{id}`.
-    pub async fn get(&self, id: &str) -> Result<Value, Failure> {
-        self.call(Method::GET, &request_path(id, ""), &[], None, CALL_TIMEOUT)
-            .await
+    pub async fn get(&self, id: &str) -> Result<Request, Failure> {
+        self.call(
+            Method::GET,
+            &request_path(id, ""),
+            &[],
+            None::<&()>,
+            CALL_TIMEOUT,
+        )
+        .await
     }
 
     /// `GET /requests/{id}?wait=…&version=…`: answers when the request moves past `version`,
     /// or after `wait` (which the server may cap).
-    pub async fn wait(&self, id: &str, version: i64, wait: Duration) -> Result<Value, Failure> {
+    pub async fn wait(&self, id: &str, version: i64, wait: Duration) -> Result<Request, Failure> {
         let secs = wait.as_secs().max(1);
         let query = [
             ("wait", format!("{secs}s")),
@@ -93,7 +104,7 @@ impl Api {
             Method::GET,
             &request_path(id, ""),
             &query,
-            None,
+            None::<&()>,
             wait + CALL_TIMEOUT,
         )
         .await
@@ -106,12 +117,15 @@ impl Api {
         verdict: Verdict,
         digest: &str,
         comment: Option<&str>,
-    ) -> Result<Value, Failure> {
+    ) -> Result<Request, Failure> {
         let action = match verdict {
             Verdict::Approve => "/approve",
             Verdict::Reject => "/reject",
         };
-        let body = json!({"digest": digest, "comment": comment});
+        let body = DecisionBody {
+            digest: digest.to_owned(),
+            comment: comment.map(str::to_owned),
+        };
         self.call(
             Method::POST,
             &request_path(id, action),
@@ -128,8 +142,10 @@ impl Api {
         id: &str,
         action: &str,
         reason: Option<&str>,
-    ) -> Result<Value, Failure> {
-        let body = json!({"reason": reason});
+    ) -> Result<Request, Failure> {
+        let body = ReasonBody {
+            reason: reason.map(str::to_owned),
+        };
         self.call(
             Method::POST,
             &request_path(id, &format!("/{action}")),
@@ -141,25 +157,25 @@ impl Api {
     }
 
     /// `POST /requests/{id}/token`: the grant token.
-    pub async fn grant_token(&self, id: &str) -> Result<Value, Failure> {
+    pub async fn grant_token(&self, id: &str) -> Result<GrantToken, Failure> {
         self.call(
             Method::POST,
             &request_path(id, "/token"),
             &[],
-            None,
+            None::<&()>,
             CALL_TIMEOUT,
         )
         .await
     }
 
-    async fn call(
+    async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<&Value>,
+        body: Option<&impl Serialize>,
         timeout: Duration,
-    ) -> Result<Value, Failure> {
+    ) -> Result<T, Failure> {
         let url = format!("{}/api/v1{path}", self.base);
         let mut fresh = false;
         loop {
@@ -182,23 +198,27 @@ impl Api {
                 )
             })?;
             let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
             if status.is_success() {
-                return Ok(body);
+                return response.json().await.map_err(|e| {
+                    Failure::error(format!(
+                        "{} answered {path} with something this version cannot read ({e}); is it a countersign server of this version?",
+                        self.base
+                    ))
+                });
             }
             if status == StatusCode::UNAUTHORIZED && !fresh && self.credentials.refreshable() {
                 fresh = true;
                 continue;
             }
-            return Err(self.refusal(status, &body));
+            let error = response.json::<ErrorBody>().await.ok();
+            return Err(self.refusal(status, error.as_ref()));
         }
     }
 
-    fn refusal(&self, status: StatusCode, body: &Value) -> Failure {
-        let code = body["error"]["code"].as_str().unwrap_or_default();
-        let message = body["error"]["message"]
-            .as_str()
-            .map(str::to_string)
+    fn refusal(&self, status: StatusCode, body: Option<&ErrorBody>) -> Failure {
+        let code = body.map_or("", |b| b.error.code.as_str());
+        let message = body
+            .map(|b| b.error.message.clone())
             .unwrap_or_else(|| format!("the server answered {status}"));
         let mut failure = match status {
             StatusCode::UNAUTHORIZED => self.credentials.refused(&message),

@@ -6,8 +6,6 @@
 
 use std::io::{IsTerminal as _, Write as _};
 
-use serde_json::Value;
-
 /// How read commands print their result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -101,8 +99,8 @@ pub fn out(text: &str) {
 }
 
 /// Prints a JSON value on stdout, pretty.
-pub fn json(value: &Value) {
-    out(&serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()));
+pub fn json(value: &impl serde::Serialize) {
+    out(&serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned()));
 }
 
 /// Prints a line of progress or information on stderr.

@@ -1,12 +1,17 @@
-//! How requests and gates read in a terminal. Everything here takes the server's JSON (the
-//! API's contract, `openapi.json`) and returns lines; printing is the caller's.
+//! How requests and gates read in a terminal. Everything here takes the server's answers (the
+//! API's wire types, `countersign_api`) and returns lines; printing is the caller's.
 
+use std::collections::BTreeMap;
+
+use countersign_api::{
+    Approver, Gate, ParamKind, Principal, Request, RequestState, Requirement, Verdict,
+};
 use serde_json::Value;
 
 use crate::clock;
 use crate::output::Paint;
 
-/// A field as text, `-` when absent or null.
+/// A parameter's value as text, `-` when null.
 pub fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
@@ -15,26 +20,44 @@ pub fn text(value: &Value) -> String {
     }
 }
 
+/// An optional field as text, `-` when absent.
+fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
+}
+
 /// `service=api version=1.4.2`.
-pub fn params(value: &Value) -> String {
-    match value.as_object() {
-        Some(map) if !map.is_empty() => map
-            .iter()
-            .map(|(k, v)| format!("{k}={}", text(v)))
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => "-".into(),
+pub fn params(params: &BTreeMap<String, Value>) -> String {
+    if params.is_empty() {
+        return "-".into();
     }
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `Alice Adams (idp:alice)`, or `idp:alice`.
-pub fn who(principal: &Value) -> String {
-    let id = format!(
-        "{}:{}",
-        text(&principal["issuer"]),
-        text(&principal["subject"])
-    );
-    match principal["name"].as_str() {
+pub fn who(principal: &Principal) -> String {
+    named(
+        &principal.issuer,
+        &principal.subject,
+        principal.name.as_deref(),
+    )
+}
+
+/// An approver as [`who`] writes a principal.
+pub fn approver(approver: &Approver) -> String {
+    named(
+        &approver.issuer,
+        &approver.subject,
+        approver.name.as_deref(),
+    )
+}
+
+fn named(issuer: &str, subject: &str, name: Option<&str>) -> String {
+    let id = format!("{issuer}:{subject}");
+    match name {
         Some(name) if !name.is_empty() => format!("{name} ({id})"),
         _ => id,
     }
@@ -52,40 +75,30 @@ pub fn span(secs: i64) -> String {
 }
 
 /// Seconds from now until an RFC 3339 time (negative when past).
-pub fn seconds_until(time: &Value) -> Option<i64> {
-    let at = chrono::DateTime::parse_from_rfc3339(time.as_str()?).ok()?;
+pub fn seconds_until(time: &str) -> Option<i64> {
+    let at = chrono::DateTime::parse_from_rfc3339(time).ok()?;
     Some(at.timestamp() - clock::now_secs())
 }
 
 /// The rules a pending request still waits for, with their counts and — when the gate is
 /// known — who can fill them: `sre 0/1 ("sre" in approver.groups)`.
-pub fn waiting(request: &Value, gate: Option<&Value>) -> String {
-    let names: Vec<&str> = request["waiting_for"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let parts: Vec<String> = names
+pub fn waiting(request: &Request, gate: Option<&Gate>) -> String {
+    let parts: Vec<String> = request
+        .waiting_for
         .iter()
         .map(|name| {
-            let rule = request["rules"]
-                .as_array()
-                .and_then(|rules| rules.iter().find(|r| r["name"] == *name));
+            let rule = request.rules.iter().find(|r| r.name == *name);
             let count = rule
-                .map(|r| {
-                    let have = r["approvals"].as_array().map_or(0, Vec::len);
-                    format!(" {have}/{}", text(&r["min_approvals"]))
-                })
+                .map(|r| format!(" {}/{}", r.approvals.len(), r.min_approvals))
                 .unwrap_or_default();
-            let closed = if rule.is_some_and(|r| r["open"] == false) {
+            let closed = if rule.is_some_and(|r| !r.open) {
                 " (after earlier stages)"
             } else {
                 ""
             };
             let whom = gate
-                .and_then(|g| g["rules"].as_array())
-                .and_then(|rules| rules.iter().find(|r| r["name"] == *name))
-                .and_then(|r| r["approvers"].as_str())
-                .map(|condition| format!(" ({condition})"))
+                .and_then(|g| g.rules.iter().find(|r| r.name == *name))
+                .map(|r| format!(" ({})", r.approvers))
                 .unwrap_or_default();
             format!("{name}{count}{closed}{whom}")
         })
@@ -94,50 +107,45 @@ pub fn waiting(request: &Value, gate: Option<&Value>) -> String {
 }
 
 /// The full picture of a request: what is asked, by whom, where its rules stand.
-pub fn request(r: &Value, url: &str, paint: Paint) -> Vec<String> {
+pub fn request(r: &Request, url: &str, paint: Paint) -> Vec<String> {
     let label = |l: &str| paint.dim(&format!("{l:<11}"));
     let mut lines = vec![format!(
         "{}  {}  {}",
-        paint.bold(&text(&r["id"])),
-        text(&r["gate"]),
-        paint.state(&text(&r["state"]))
+        paint.bold(&r.id),
+        r.gate,
+        paint.state(r.state.as_str())
     )];
-    lines.push(format!("  {}{}", label("params"), params(&r["params"])));
-    lines.push(format!("  {}{}", label("reason"), text(&r["reason"])));
-    if !r["ticket"].is_null() {
-        lines.push(format!("  {}{}", label("ticket"), text(&r["ticket"])));
+    lines.push(format!("  {}{}", label("params"), params(&r.params)));
+    lines.push(format!(
+        "  {}{}",
+        label("reason"),
+        or_dash(r.reason.as_deref())
+    ));
+    if let Some(ticket) = &r.ticket {
+        lines.push(format!("  {}{ticket}", label("ticket")));
     }
-    lines.push(format!("  {}{}", label("requester"), who(&r["requester"])));
-    lines.push(format!("  {}{}", label("duration"), text(&r["duration"])));
-    lines.push(format!("  {}{}", label("created"), text(&r["created_at"])));
-    if r["state"] == "pending" {
-        let left = seconds_until(&r["expires_at"])
+    lines.push(format!("  {}{}", label("requester"), who(&r.requester)));
+    lines.push(format!("  {}{}", label("duration"), r.duration));
+    lines.push(format!("  {}{}", label("created"), r.created_at));
+    if r.state == RequestState::Pending {
+        let left = seconds_until(&r.expires_at)
             .map(|s| format!(" (in {})", span(s)))
             .unwrap_or_default();
-        lines.push(format!(
-            "  {}{}{left}",
-            label("expires"),
-            text(&r["expires_at"])
-        ));
-    } else if !r["decided_at"].is_null() {
-        lines.push(format!("  {}{}", label("decided"), text(&r["decided_at"])));
+        lines.push(format!("  {}{}{left}", label("expires"), r.expires_at));
+    } else if let Some(decided) = &r.decided_at {
+        lines.push(format!("  {}{decided}", label("decided")));
     }
-    lines.push(format!("  {}{}", label("digest"), text(&r["digest"])));
-    for (i, rule) in r["rules"].as_array().into_iter().flatten().enumerate() {
-        let have = rule["approvals"].as_array().map_or(0, Vec::len);
-        let by: Vec<String> = rule["approvals"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|a| {
-                a["name"]
-                    .as_str()
-                    .map_or_else(|| text(&a["subject"]), str::to_string)
-            })
+    lines.push(format!("  {}{}", label("digest"), r.digest));
+    for (i, rule) in r.rules.iter().enumerate() {
+        let have = rule.approvals.len();
+        let by: Vec<String> = rule
+            .approvals
+            .iter()
+            .map(|a| a.name.clone().unwrap_or_else(|| a.subject.clone()))
             .collect();
-        let mark = if rule["satisfied"] == true {
+        let mark = if rule.satisfied {
             paint.green("met")
-        } else if rule["open"] == false {
+        } else if !rule.open {
             paint.dim("later stage")
         } else {
             paint.yellow("waiting")
@@ -150,24 +158,24 @@ pub fn request(r: &Value, url: &str, paint: Paint) -> Vec<String> {
         lines.push(format!(
             "  {}{:<14} {have}/{}  {mark}{by}",
             label(if i == 0 { "rules" } else { "" }),
-            text(&rule["name"]),
-            text(&rule["min_approvals"]),
+            rule.name,
+            rule.min_approvals,
         ));
     }
-    for (i, d) in r["decisions"].as_array().into_iter().flatten().enumerate() {
-        let verdict = match d["verdict"].as_str() {
-            Some("approve") => paint.green("approved"),
-            Some("reject") => paint.red("rejected"),
-            _ => text(&d["verdict"]),
+    for (i, d) in r.decisions.iter().enumerate() {
+        let verdict = match d.verdict {
+            Verdict::Approve => paint.green("approved"),
+            Verdict::Reject => paint.red("rejected"),
         };
-        let comment = d["comment"]
-            .as_str()
+        let comment = d
+            .comment
+            .as_deref()
             .map(|c| format!(": {c}"))
             .unwrap_or_default();
         lines.push(format!(
             "  {}{} {verdict}{comment}",
             label(if i == 0 { "decisions" } else { "" }),
-            who(&d["approver"]),
+            approver(&d.approver),
         ));
     }
     lines.push(format!("  {}{url}", label("url")));
@@ -175,7 +183,7 @@ pub fn request(r: &Value, url: &str, paint: Paint) -> Vec<String> {
 }
 
 /// A page of requests as a table.
-pub fn request_table(items: &[Value], paint: Paint) -> Vec<String> {
+pub fn request_table(items: &[Request], paint: Paint) -> Vec<String> {
     if items.is_empty() {
         return vec!["no requests".into()];
     }
@@ -183,11 +191,11 @@ pub fn request_table(items: &[Value], paint: Paint) -> Vec<String> {
         .iter()
         .map(|r| {
             [
-                text(&r["id"]),
-                text(&r["gate"]),
-                text(&r["state"]),
-                who(&r["requester"]),
-                text(&r["created_at"]),
+                r.id.clone(),
+                r.gate.clone(),
+                r.state.as_str().to_owned(),
+                who(&r.requester),
+                r.created_at.clone(),
             ]
         })
         .collect();
@@ -217,81 +225,94 @@ pub fn request_table(items: &[Value], paint: Paint) -> Vec<String> {
     lines
 }
 
+fn yes(v: bool) -> &'static str {
+    if v { "yes" } else { "no" }
+}
+
+fn requirement(r: Requirement) -> &'static str {
+    match r {
+        Requirement::Required => "required",
+        Requirement::Optional => "optional",
+    }
+}
+
 /// The gates as a table: what the caller may do with each.
-pub fn gate_table(items: &[Value], paint: Paint) -> Vec<String> {
+pub fn gate_table(items: &[Gate], paint: Paint) -> Vec<String> {
     if items.is_empty() {
         return vec!["no gates".into()];
     }
     let w = items
         .iter()
-        .map(|g| text(&g["name"]).chars().count())
+        .map(|g| g.name.chars().count())
         .max()
         .unwrap_or(0)
         .max(4);
-    let yes = |v: &Value| if *v == true { "yes" } else { "no" };
     let mut lines = vec![paint.dim(&format!("{:<w$}  REQUEST  APPROVE  DESCRIPTION", "NAME"))];
     for g in items {
         lines.push(format!(
             "{:<w$}  {:<7}  {:<7}  {}",
-            text(&g["name"]),
-            yes(&g["can_request"]),
-            yes(&g["can_approve"]),
-            text(&g["description"])
+            g.name,
+            yes(g.can_request),
+            yes(g.can_approve),
+            g.description
         ));
     }
     lines
 }
 
 /// One gate in full: its parameters and rules.
-pub fn gate(g: &Value, paint: Paint) -> Vec<String> {
+pub fn gate(g: &Gate, paint: Paint) -> Vec<String> {
     let label = |l: &str| paint.dim(&format!("{l:<11}"));
-    let mut lines = vec![format!(
-        "{}  {}",
-        paint.bold(&text(&g["name"])),
-        text(&g["description"])
-    )];
-    let yes = |v: &Value| if *v == true { "yes" } else { "no" };
+    let mut lines = vec![format!("{}  {}", paint.bold(&g.name), g.description)];
     lines.push(format!(
         "  {}request: {}, approve: {}",
         label("you may"),
-        yes(&g["can_request"]),
-        yes(&g["can_approve"])
+        yes(g.can_request),
+        yes(g.can_approve)
     ));
     lines.push(format!(
         "  {}reason {}, ticket {}",
         label("needs"),
-        text(&g["reason"]),
-        text(&g["ticket"])
+        requirement(g.reason),
+        requirement(g.ticket)
     ));
-    lines.push(format!("  {}{}", label("pending"), text(&g["pending_ttl"])));
+    lines.push(format!("  {}{}", label("pending"), g.pending_ttl));
     lines.push(format!(
         "  {}{} (up to {}), audience {}{}",
         label("grant"),
-        text(&g["grant"]["ttl"]),
-        text(&g["grant"]["max_ttl"]),
-        text(&g["grant"]["audience"]),
-        if g["grant"]["single_use"] == true {
+        g.grant.ttl,
+        g.grant.max_ttl,
+        g.grant.audience,
+        if g.grant.single_use {
             ", single use"
         } else {
             ""
         }
     ));
-    for (i, (name, p)) in g["params"].as_object().into_iter().flatten().enumerate() {
-        let mut detail = vec![text(&p["type"])];
-        if p["required"] == true {
+    for (i, (name, p)) in g.params.iter().enumerate() {
+        let type_name = match &p.kind {
+            ParamKind::String { .. } => "string",
+            ParamKind::Int { .. } => "int",
+            ParamKind::Bool => "bool",
+            ParamKind::Enum { .. } => "enum",
+        };
+        let mut detail = vec![type_name.to_owned()];
+        if p.required {
             detail.push("required".into());
         }
-        if let Some(values) = p["values"].as_array() {
-            detail.push(format!(
-                "one of {}",
-                values.iter().map(text).collect::<Vec<_>>().join("|")
-            ));
+        if let ParamKind::Enum { values } = &p.kind {
+            detail.push(format!("one of {}", values.join("|")));
         }
-        if let Some(pattern) = p["pattern"].as_str() {
+        if let ParamKind::String {
+            pattern: Some(pattern),
+            ..
+        } = &p.kind
+        {
             detail.push(format!("matching {pattern}"));
         }
-        let description = p["description"]
-            .as_str()
+        let description = p
+            .description
+            .as_deref()
             .map(|d| format!(" — {d}"))
             .unwrap_or_default();
         lines.push(format!(
@@ -300,17 +321,17 @@ pub fn gate(g: &Value, paint: Paint) -> Vec<String> {
             detail.join(", ")
         ));
     }
-    for (i, r) in g["rules"].as_array().into_iter().flatten().enumerate() {
+    for (i, r) in g.rules.iter().enumerate() {
         lines.push(format!(
             "  {}{} (stage {}): {} of {}",
             label(if i == 0 { "rules" } else { "" }),
-            text(&r["name"]),
-            text(&r["stage"]),
-            text(&r["min_approvals"]),
-            text(&r["approvers"])
+            r.name,
+            r.stage,
+            r.min_approvals,
+            r.approvers
         ));
     }
-    if let Some(auto) = g["auto_approve"].as_str() {
+    if let Some(auto) = &g.auto_approve {
         lines.push(format!("  {}{auto}", label("auto")));
     }
     lines
@@ -329,16 +350,43 @@ mod tests {
         assert_eq!(span(-5), "0s");
     }
 
+    /// A pending request through `gate`, as the server would write it.
+    fn pending(rules: Value, waiting_for: Value) -> Request {
+        serde_json::from_value(json!({
+            "approval": null, "created_at": "2026-01-01T00:00:00.000Z", "decided_at": null,
+            "decisions": [], "digest": format!("sha256:{}", "0".repeat(64)), "duration": "1h",
+            "duration_seconds": 3600, "expires_at": "2026-01-01T01:00:00.000Z", "gate": "deploy",
+            "id": "req_01J9Z8Q4W5X6Y7Z8A9B0C1D2E3", "params": {}, "reason": null,
+            "requester": {"email": null, "issuer": "idp", "kind": "human", "name": null,
+                          "subject": "alice"},
+            "rules": rules, "state": "pending", "ticket": null,
+            "updated_at": "2026-01-01T00:00:00.000Z", "version": 1, "waiting_for": waiting_for,
+        }))
+        .unwrap()
+    }
+
     #[test]
     fn waiting_names_counts_and_conditions() {
-        let request = json!({
-            "waiting_for": ["security"],
-            "rules": [
-                {"name": "sre", "min_approvals": 1, "approvals": [{}], "open": true},
-                {"name": "security", "min_approvals": 1, "approvals": [], "open": true}
-            ]
-        });
-        let gate = json!({"rules": [{"name": "security", "approvers": "\"security\" in approver.groups"}]});
+        let approval = json!({"at": "2026-01-01T00:00:00.000Z", "comment": null,
+                              "issuer": "idp", "name": null, "subject": "bob"});
+        let request = pending(
+            json!([
+                {"name": "sre", "min_approvals": 1, "approvals": [approval], "open": true,
+                 "satisfied": true, "stage": 1},
+                {"name": "security", "min_approvals": 1, "approvals": [], "open": true,
+                 "satisfied": false, "stage": 1}
+            ]),
+            json!(["security"]),
+        );
+        let gate: Gate = serde_json::from_value(json!({
+            "auto_approve": null, "can_approve": false, "can_request": true,
+            "description": "", "name": "deploy", "params": {}, "pending_ttl": "1h",
+            "reason": "optional", "ticket": "optional",
+            "grant": {"audience": "x", "max_ttl": "1h", "single_use": false, "ttl": "1h"},
+            "rules": [{"name": "security", "approvers": "\"security\" in approver.groups",
+                       "min_approvals": 1, "reject_threshold": 1, "stage": 1}],
+        }))
+        .unwrap();
         assert_eq!(
             waiting(&request, Some(&gate)),
             "security 0/1 (\"security\" in approver.groups)"
@@ -348,15 +396,17 @@ mod tests {
 
     #[test]
     fn params_and_people() {
-        assert_eq!(params(&json!({"replicas": 2})), "replicas=2");
-        assert_eq!(params(&json!({})), "-");
-        assert_eq!(
-            who(&json!({"issuer": "idp", "subject": "bob", "name": "Bob"})),
-            "Bob (idp:bob)"
-        );
-        assert_eq!(
-            who(&json!({"issuer": "ci", "subject": "x", "name": null})),
-            "ci:x"
-        );
+        let replicas = BTreeMap::from([("replicas".to_owned(), json!(2))]);
+        assert_eq!(params(&replicas), "replicas=2");
+        assert_eq!(params(&BTreeMap::new()), "-");
+        let person = |name: Option<&str>| Principal {
+            email: None,
+            issuer: "idp".into(),
+            kind: countersign_api::PrincipalKind::Human,
+            name: name.map(Into::into),
+            subject: "bob".into(),
+        };
+        assert_eq!(who(&person(Some("Bob"))), "Bob (idp:bob)");
+        assert_eq!(who(&person(None)), "idp:bob");
     }
 }

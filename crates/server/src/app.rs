@@ -7,18 +7,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use countersign_config::{IssuerConfig, Settings};
+use countersign_config::Settings;
 use countersign_core::{Clock, Engine};
-use countersign_identity::{IssuerSettings, Verifier};
+use countersign_identity::Verifier;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use countersign_notify::{Deliverer, RetryPolicy};
 use countersign_tokens::{Kek, KeyRing, SigningAlg};
 
-use crate::api::{self, AppState, Shared};
+pub use crate::issuers::issuer_settings;
+
 use crate::changes::Changes;
 use crate::clock::SystemClock;
+use crate::session::Sessions;
+use crate::state::{AppState, Shared};
 
 /// Knobs that are not configuration: what tests and the dev sandbox inject.
 pub struct BuildOptions {
@@ -72,33 +75,6 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// Turns an issuer's configuration into what the verifier needs.
-pub fn issuer_settings(config: &IssuerConfig) -> anyhow::Result<IssuerSettings> {
-    let mut s = IssuerSettings::new(
-        &config.name,
-        &config.url,
-        config.kind,
-        config.audiences.clone(),
-    );
-    s.algorithms = config
-        .algorithms
-        .iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|_| anyhow::anyhow!("issuer {}: unsupported algorithm {a}", config.name))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    s.subject_claim = config.subject_claim.clone();
-    s.groups_claim = config.groups_claim.clone();
-    s.actor_claim = config.actor_claim.clone();
-    s.actor_issuer = config.actor_issuer.clone();
-    if let Some(types) = &config.token_types {
-        s.token_types = types.clone();
-    }
-    s.jwks_ttl = config.jwks_ttl.to_std().unwrap_or(Duration::from_secs(600));
-    Ok(s)
-}
-
 impl Application {
     /// Opens the store (applying migrations), builds the verifier and the engine, and binds.
     pub async fn build(settings: Settings, options: BuildOptions) -> anyhow::Result<Self> {
@@ -130,7 +106,7 @@ impl Application {
             .as_str()
             .trim_end_matches('/')
             .to_string();
-        let web = crate::web::Web::new(&settings, stores.sessions.clone(), kek.clone())?;
+        let sessions = Sessions::new(&settings, stores.sessions.clone(), kek.clone())?;
         let keys = KeyRing::load(stores.keys.clone(), kek, alg, issuer, options.clock.clone())
             .await
             .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
@@ -160,9 +136,9 @@ impl Application {
             outbox: stores.outbox,
             changes,
             settings: Arc::new(settings),
-            web,
+            sessions,
         });
-        let mut router = api::router(state.clone());
+        let mut router = crate::router::router(state.clone());
         if let Some(extra) = options.extra_routes {
             router = router.merge(extra);
         }
@@ -239,7 +215,7 @@ fn spawn_sweeper(state: AppState, every: Duration) -> JoinHandle<()> {
                 Ok(n) => tracing::info!(expired = n, "expired pending requests"),
                 Err(e) => tracing::warn!(error = %e, "expiry sweep failed"),
             }
-            state.web.purge(state.engine.now()).await;
+            state.sessions.purge(state.engine.now()).await;
         }
     })
 }

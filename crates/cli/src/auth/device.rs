@@ -48,7 +48,7 @@ pub async fn sign_in(
 ) -> Result<Started, Failure> {
     let scope = oauth::scopes(info, metadata);
     let mut form = vec![("client_id", client_id), ("scope", scope.as_str())];
-    if let Some(resource) = info.resource() {
+    if let Some(resource) = oauth::resource(info) {
         form.push(("resource", resource));
     }
     let started: DeviceAuthorization = match oauth::post_form(http, endpoint, &form).await {

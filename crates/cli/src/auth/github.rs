@@ -83,7 +83,10 @@ impl Endpoint {
 /// The audience to ask for: that of the workload issuer the server trusts — GitHub's if it is
 /// configured, else the only (or first) workload issuer.
 pub fn audience(issuers: &[IssuerInfo], server: &str) -> Result<String, Failure> {
-    let workloads: Vec<&IssuerInfo> = issuers.iter().filter(|i| i.kind == "workload").collect();
+    let workloads: Vec<&IssuerInfo> = issuers
+        .iter()
+        .filter(|i| i.kind == countersign_api::PrincipalKind::Workload)
+        .collect();
     let chosen = workloads
         .iter()
         .find(|i| i.issuer == GITHUB_ISSUER)

@@ -62,7 +62,7 @@ pub async fn sign_in(
             .append_pair("state", &state)
             .append_pair("code_challenge", &oauth::pkce_challenge(&verifier))
             .append_pair("code_challenge_method", "S256");
-        if let Some(resource) = info.resource() {
+        if let Some(resource) = oauth::resource(info) {
             query.append_pair("resource", resource);
         }
     }
@@ -140,7 +140,7 @@ pub async fn sign_in(
         ("client_id", client_id),
         ("code_verifier", verifier.as_str()),
     ];
-    if let Some(resource) = info.resource() {
+    if let Some(resource) = oauth::resource(info) {
         form.push(("resource", resource));
     }
     oauth::post_form(http, &metadata.token_endpoint, &form)

@@ -10,39 +10,16 @@ use sha2::{Digest as _, Sha256};
 use crate::failure::Failure;
 use crate::http::{self, CALL_TIMEOUT};
 
-/// `GET /api/v1/auth/config`: how clients sign in to a server.
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthConfig {
-    /// The issuers the server trusts.
-    pub issuers: Vec<IssuerInfo>,
-}
+use countersign_api::AuthConfig;
+/// One issuer, as the server describes it to clients (`GET /api/v1/auth/config`).
+pub use countersign_api::AuthIssuer as IssuerInfo;
 
-/// One issuer, as the server describes it to clients.
-#[derive(Debug, Clone, Deserialize)]
-pub struct IssuerInfo {
-    /// Its configured name (`principal.issuer`).
-    pub name: String,
-    /// Its issuer URL.
-    pub issuer: String,
-    /// `human` or `workload`.
-    pub kind: String,
-    /// The public client the command line signs in as; none: no command-line sign-in.
-    pub cli_client_id: Option<String>,
-    /// The audience the server accepts tokens for.
-    pub audience: Option<String>,
-    /// The scopes to ask for.
-    #[serde(default)]
-    pub scopes: Vec<String>,
-}
-
-impl IssuerInfo {
-    /// The RFC 8707 resource to ask for: the audience, when it is an absolute URI (the
-    /// parameter must be one).
-    pub fn resource(&self) -> Option<&str> {
-        self.audience
-            .as_deref()
-            .filter(|a| url::Url::parse(a).is_ok())
-    }
+/// The RFC 8707 resource to ask for: the audience, when it is an absolute URI (the parameter
+/// must be one).
+pub fn resource(info: &IssuerInfo) -> Option<&str> {
+    info.audience
+        .as_deref()
+        .filter(|a| url::Url::parse(a).is_ok())
 }
 
 /// Reads the server's sign-in configuration (a public endpoint).
@@ -304,7 +281,7 @@ mod tests {
         let info = IssuerInfo {
             name: "idp".into(),
             issuer: "https://idp".into(),
-            kind: "human".into(),
+            kind: countersign_api::PrincipalKind::Human,
             cli_client_id: Some("cli".into()),
             audience: Some("api://countersign".into()),
             scopes: vec![],
@@ -324,6 +301,6 @@ mod tests {
             scopes(&info, &metadata),
             "openid profile email offline_access"
         );
-        assert_eq!(info.resource(), Some("api://countersign"));
+        assert_eq!(resource(&info), Some("api://countersign"));
     }
 }

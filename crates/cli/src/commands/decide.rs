@@ -4,11 +4,12 @@
 //! silently decided.
 
 use clap::Args;
+use countersign_api::RequestState;
 
 use crate::api::{Api, ServerArgs, Verdict};
 use crate::failure::{Failure, Outcome, exit};
 use crate::output::{self, Format};
-use crate::render::{self, text};
+use crate::render;
 
 /// Options of `countersign approve`.
 #[derive(Debug, Args)]
@@ -99,17 +100,13 @@ async fn decide(
     }
     let api = Api::new(server)?;
     let request = api.get(id).await?;
-    let state = text(&request["state"]);
-    if state != "pending" {
+    if request.state != RequestState::Pending {
         return Err(Failure::error(format!(
-            "{id} is {state}; only pending requests can be decided"
+            "{id} is {}; only pending requests can be decided",
+            request.state.as_str()
         )));
     }
-    let Some(digest) = request["digest"].as_str().map(str::to_string) else {
-        return Err(Failure::error(format!(
-            "the server sent {id} without a digest; nothing was {done}"
-        )));
-    };
+    let digest = request.digest.clone();
 
     // What is being decided, on stderr: stdout stays for the result.
     let paint = output::stderr_paint();
@@ -143,13 +140,12 @@ async fn decide(
     match format {
         Format::Json => output::json(&decided),
         Format::Text => {
-            let state = text(&decided["state"]);
-            let now = if state == "pending" {
+            let now = if decided.state == RequestState::Pending {
                 format!("it still waits for {}", render::waiting(&decided, None))
             } else {
                 format!(
                     "the request is now {}",
-                    output::stdout_paint().state(&state)
+                    output::stdout_paint().state(decided.state.as_str())
                 )
             };
             output::out(&format!("{done} {id}; {now}"));

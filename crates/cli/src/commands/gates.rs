@@ -2,7 +2,6 @@
 //! in full (parameters, rules).
 
 use clap::Args;
-use serde_json::Value;
 
 use crate::api::{Api, ServerArgs};
 use crate::failure::{Failure, Outcome, exit};
@@ -25,17 +24,17 @@ pub struct GatesArgs {
 pub async fn run(args: GatesArgs) -> Outcome {
     let api = Api::new(&args.server)?;
     let page = api.gates().await?;
-    let items: Vec<Value> = page["items"].as_array().cloned().unwrap_or_default();
+    let items = &page.items;
     let paint = output::stdout_paint();
     match &args.name {
         None => match args.output {
             Format::Json => output::json(&page),
-            Format::Text => render::gate_table(&items, paint)
+            Format::Text => render::gate_table(items, paint)
                 .iter()
                 .for_each(|l| output::out(l)),
         },
         Some(name) => {
-            let gate = items.iter().find(|g| g["name"] == name.as_str()).ok_or_else(|| {
+            let gate = items.iter().find(|g| g.name == *name).ok_or_else(|| {
                 Failure::error(format!(
                     "unknown gate '{name}'; run `countersign gates` to see the gates you may request"
                 ))

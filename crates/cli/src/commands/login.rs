@@ -102,7 +102,7 @@ pub async fn login(args: LoginArgs) -> Outcome {
         client_id: client_id.to_string(),
         token_endpoint: metadata.token_endpoint.clone(),
         revocation_endpoint: metadata.revocation_endpoint.clone(),
-        resource: info.resource().map(str::to_string),
+        resource: oauth::resource(info).map(str::to_string),
         expires_at: auth::expires_at(&tokens, clock::now_secs()),
         access_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
@@ -161,7 +161,7 @@ fn choose_issuer<'a>(
     }
     let usable: Vec<&IssuerInfo> = issuers
         .iter()
-        .filter(|i| i.kind == "human" && i.cli_client_id.is_some())
+        .filter(|i| i.kind == countersign_api::PrincipalKind::Human && i.cli_client_id.is_some())
         .collect();
     match usable.as_slice() {
         [] => Err(Failure::error(format!(
@@ -198,10 +198,10 @@ async fn accepted_by_server(
     if status.is_success() {
         return Ok(());
     }
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    let message = body["error"]["message"]
-        .as_str()
-        .map_or_else(|| status.to_string(), str::to_string);
+    let message = response
+        .json::<countersign_api::ErrorBody>()
+        .await
+        .map_or_else(|_| status.to_string(), |body| body.error.message);
     if status == StatusCode::UNAUTHORIZED {
         Err(Failure::denied(format!(
             "signed in at {}, but {server} does not accept the token ({message}); nothing was saved; ask its operators to check the issuer's audience",

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{Value, json};
+use countersign_api::{CreateRequest, Request, RequestPage};
 
 use super::wait;
 use crate::api::{Api, ServerArgs};
 use crate::failure::{Failure, Outcome, exit};
 use crate::output::{self, Format};
-use crate::render::{self, text};
+use crate::render;
 
 /// What to ask for: shared by `request` and `run`.
 #[derive(Debug, Args)]
@@ -33,14 +33,14 @@ pub struct Ask {
 
 impl Ask {
     /// The body of `POST /requests`.
-    pub fn body(&self) -> Result<Value, Failure> {
-        Ok(json!({
-            "gate": self.gate,
-            "params": super::params_object(&self.params)?,
-            "reason": self.reason,
-            "ticket": self.ticket,
-            "duration": self.duration,
-        }))
+    pub fn body(&self) -> Result<CreateRequest, Failure> {
+        Ok(CreateRequest {
+            gate: self.gate.clone(),
+            params: super::params_object(&self.params)?,
+            reason: self.reason.clone(),
+            ticket: self.ticket.clone(),
+            duration: self.duration.clone(),
+        })
     }
 }
 
@@ -122,7 +122,7 @@ pub async fn ls(args: LsArgs) -> Outcome {
         query.push(("gate", gate.clone()));
     }
     let limit = args.limit as usize;
-    let mut items: Vec<Value> = Vec::new();
+    let mut items: Vec<Request> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let mut page_query = query.clone();
@@ -131,15 +131,18 @@ pub async fn ls(args: LsArgs) -> Outcome {
             page_query.push(("cursor", c.clone()));
         }
         let page = api.list(&page_query).await?;
-        items.extend(page["items"].as_array().cloned().unwrap_or_default());
-        cursor = page["next_cursor"].as_str().map(str::to_string);
+        items.extend(page.items);
+        cursor = page.next_cursor;
         if cursor.is_none() || items.len() >= limit {
             break;
         }
     }
     items.truncate(limit);
     match args.output {
-        Format::Json => output::json(&json!({"items": items, "next_cursor": cursor})),
+        Format::Json => output::json(&RequestPage {
+            items,
+            next_cursor: cursor,
+        }),
         Format::Text => render::request_table(&items, output::stdout_paint())
             .iter()
             .for_each(|l| output::out(l)),
@@ -174,10 +177,7 @@ pub async fn token(args: OneArgs) -> Outcome {
     let grant = api.grant_token(&args.id).await?;
     match args.output {
         Format::Json => output::json(&grant),
-        Format::Text => match grant["token"].as_str() {
-            Some(token) => output::out(token),
-            None => return Err(Failure::error("the server's answer holds no token")),
-        },
+        Format::Text => output::out(&grant.token),
     }
     Ok(exit::OK)
 }
@@ -206,8 +206,8 @@ pub async fn end(args: EndArgs, action: &str) -> Outcome {
         Format::Json => output::json(&request),
         Format::Text => output::out(&format!(
             "{} {}",
-            text(&request["id"]),
-            output::stdout_paint().state(&text(&request["state"]))
+            request.id,
+            output::stdout_paint().state(request.state.as_str())
         )),
     }
     Ok(exit::OK)

@@ -13,7 +13,6 @@ use super::wait;
 use crate::api::{Api, ServerArgs};
 use crate::failure::{Failure, Outcome, exit};
 use crate::output;
-use crate::render::text;
 
 /// Options of `countersign run`.
 #[derive(Debug, Args)]
@@ -45,7 +44,7 @@ pub async fn run(args: RunArgs) -> Outcome {
 
     let api = Api::new(&args.server)?;
     let created = api.create(&args.ask.body()?).await?;
-    let id = text(&created["id"]);
+    let id = created.id.clone();
     let last = wait::until_decided(&api, created, args.timeout).await?;
     let code = wait::exit_code(&last);
     if code != exit::OK {
@@ -54,11 +53,7 @@ pub async fn run(args: RunArgs) -> Outcome {
     }
 
     let grant = api.grant_token(&id).await?;
-    let Some(token) = grant["token"].as_str() else {
-        return Err(Failure::error(format!(
-            "{id} is approved but the server sent no grant token; {program} was not run"
-        )));
-    };
+    let token = grant.token;
     // From here on an interrupt is the command's to handle: the terminal sends it to the whole
     // process group, and we report how the command ended rather than dying first.
     #[cfg(unix)]
@@ -66,7 +61,7 @@ pub async fn run(args: RunArgs) -> Outcome {
     output::note(&format!("{id} approved; running {program}"));
     let status = tokio::process::Command::new(&resolved)
         .args(&program_args)
-        .env("COUNTERSIGN_TOKEN", token)
+        .env("COUNTERSIGN_TOKEN", &token)
         .env("COUNTERSIGN_REQUEST_ID", &id)
         .status()
         .await

@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use countersign_api::{Gate, Request, RequestState, Verdict};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::Value;
 
 use crate::api::{Api, ServerArgs};
 use crate::failure::{Failure, Outcome, exit};
 use crate::output::{self, Format};
-use crate::render::{self, text};
+use crate::render;
 
 /// How long one long poll asks the server to hold on.
 const POLL: Duration = Duration::from_secs(30);
@@ -46,21 +46,21 @@ pub async fn run(args: WaitArgs) -> Outcome {
 }
 
 /// The exit code for a request's state: 0 approved, 2 rejected, 3 any other end.
-pub fn exit_code(request: &Value) -> u8 {
-    match request["state"].as_str() {
-        Some("approved") => exit::OK,
-        Some("rejected") => exit::REJECTED,
-        Some("pending") => exit::ERROR,
-        _ => exit::ENDED,
+pub fn exit_code(request: &Request) -> u8 {
+    match request.state {
+        RequestState::Approved => exit::OK,
+        RequestState::Rejected => exit::REJECTED,
+        RequestState::Pending => exit::ERROR,
+        RequestState::Expired | RequestState::Cancelled | RequestState::Revoked => exit::ENDED,
     }
 }
 
 /// Prints the request a wait ended with, on stdout.
-pub fn print_final(api: &Api, request: &Value, format: Format) {
+pub fn print_final(api: &Api, request: &Request, format: Format) {
     match format {
         Format::Json => output::json(request),
         Format::Text => {
-            let url = api.page_url(&text(&request["id"]));
+            let url = api.page_url(&request.id);
             render::request(request, &url, output::stdout_paint())
                 .iter()
                 .for_each(|l| output::out(l));
@@ -68,30 +68,28 @@ pub fn print_final(api: &Api, request: &Value, format: Format) {
     }
 }
 
-fn is_final(request: &Value) -> bool {
-    request["state"] != "pending"
+fn is_final(request: &Request) -> bool {
+    request.state != RequestState::Pending
 }
 
 /// Waits until `request` leaves `pending` (or `timeout` passes, or Ctrl-C), showing progress
 /// on stderr; returns the request as it ended.
 pub async fn until_decided(
     api: &Api,
-    mut request: Value,
+    mut request: Request,
     timeout: Option<Duration>,
-) -> Result<Value, Failure> {
-    let id = text(&request["id"]);
+) -> Result<Request, Failure> {
+    let id = request.id.clone();
     if is_final(&request) {
         output::note(&final_line(&request));
         return Ok(request);
     }
     // The gate's rules say who can fill what; a caller who may not list gates just sees names.
-    let gate = api.gates().await.ok().and_then(|page| {
-        page["items"]
-            .as_array()?
-            .iter()
-            .find(|g| g["name"] == request["gate"])
-            .cloned()
-    });
+    let gate = api
+        .gates()
+        .await
+        .ok()
+        .and_then(|page| page.items.into_iter().find(|g| g.name == request.gate));
     let started = Instant::now();
     let deadline = timeout.map(|t| started + t);
     let mut progress = Progress::start(api.page_url(&id), gate);
@@ -112,7 +110,7 @@ pub async fn until_decided(
         let poll_for = left
             .map_or(POLL, |l| l.min(POLL))
             .max(Duration::from_secs(1));
-        let version = request["version"].as_i64().unwrap_or(0);
+        let version = request.version;
         let poll = api.wait(&id, version, poll_for);
         let mut poll = std::pin::pin!(poll);
         let result = loop {
@@ -130,7 +128,7 @@ pub async fn until_decided(
         match result {
             Ok(next) => {
                 failures = 0;
-                if next["version"] != request["version"] || next["state"] != request["state"] {
+                if next.version != request.version || next.state != request.state {
                     progress.changed(&request, &next, started, deadline);
                 }
                 request = next;
@@ -160,11 +158,11 @@ fn transient(failure: &Failure) -> bool {
 struct Progress {
     bar: Option<ProgressBar>,
     url: String,
-    gate: Option<Value>,
+    gate: Option<Gate>,
 }
 
 impl Progress {
-    fn start(url: String, gate: Option<Value>) -> Self {
+    fn start(url: String, gate: Option<Gate>) -> Self {
         let bar = output::stderr_is_tty().then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
@@ -185,11 +183,11 @@ impl Progress {
         }
     }
 
-    fn first(&mut self, request: &Value, started: Instant, deadline: Option<Instant>) {
+    fn first(&mut self, request: &Request, started: Instant, deadline: Option<Instant>) {
         let paint = output::stderr_paint();
         self.line(&format!(
             "{} {}: waiting for {} — {}",
-            text(&request["id"]),
+            request.id,
             paint.state("pending"),
             render::waiting(request, self.gate.as_ref()),
             self.url
@@ -197,10 +195,10 @@ impl Progress {
         self.tick(request, started, deadline);
     }
 
-    fn tick(&self, request: &Value, started: Instant, deadline: Option<Instant>) {
+    fn tick(&self, request: &Request, started: Instant, deadline: Option<Instant>) {
         let Some(bar) = &self.bar else { return };
         let waited = started.elapsed().as_secs() as i64;
-        let mut left = render::seconds_until(&request["expires_at"]);
+        let mut left = render::seconds_until(&request.expires_at);
         if let Some(d) = deadline {
             let until_timeout = d.saturating_duration_since(Instant::now()).as_secs() as i64;
             left = Some(left.map_or(until_timeout, |l| l.min(until_timeout)));
@@ -208,19 +206,11 @@ impl Progress {
         let left = left
             .map(|l| format!(" · {} left", render::span(l)))
             .unwrap_or_default();
-        let names: Vec<String> = request["rules"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| {
-                request["waiting_for"]
-                    .as_array()
-                    .is_some_and(|w| w.contains(&r["name"]))
-            })
-            .map(|r| {
-                let have = r["approvals"].as_array().map_or(0, Vec::len);
-                format!("{} {have}/{}", text(&r["name"]), text(&r["min_approvals"]))
-            })
+        let names: Vec<String> = request
+            .rules
+            .iter()
+            .filter(|r| request.waiting_for.contains(&r.name))
+            .map(|r| format!("{} {}/{}", r.name, r.approvals.len(), r.min_approvals))
             .collect();
         bar.set_message(format!(
             "waiting {}{left} · for {} · {}",
@@ -230,31 +220,37 @@ impl Progress {
         ));
     }
 
-    fn changed(&mut self, old: &Value, new: &Value, started: Instant, deadline: Option<Instant>) {
-        let seen = old["decisions"].as_array().map_or(0, Vec::len);
-        for decision in new["decisions"].as_array().into_iter().flatten().skip(seen) {
-            let verdict = match decision["verdict"].as_str() {
-                Some("approve") => "approved",
-                Some("reject") => "rejected",
-                _ => "decided",
+    fn changed(
+        &mut self,
+        old: &Request,
+        new: &Request,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) {
+        for decision in new.decisions.iter().skip(old.decisions.len()) {
+            let verdict = match decision.verdict {
+                Verdict::Approve => "approved",
+                Verdict::Reject => "rejected",
             };
-            let rule = decision["rule"]
-                .as_str()
+            let rule = decision
+                .rule
+                .as_deref()
                 .map(|r| format!(" for {r}"))
                 .unwrap_or_default();
-            let comment = decision["comment"]
-                .as_str()
+            let comment = decision
+                .comment
+                .as_deref()
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
             self.line(&format!(
                 "{} {verdict}{rule}{comment}",
-                render::who(&decision["approver"])
+                render::approver(&decision.approver)
             ));
         }
-        if new["state"] == "pending" {
+        if new.state == RequestState::Pending {
             self.line(&format!(
                 "{} {}: waiting for {}",
-                text(&new["id"]),
+                new.id,
                 output::stderr_paint().state("pending"),
                 render::waiting(new, self.gate.as_ref())
             ));
@@ -268,29 +264,28 @@ impl Progress {
         }
     }
 
-    fn finish(&mut self, request: &Value) {
+    fn finish(&mut self, request: &Request) {
         self.clear();
         output::note(&final_line(request));
     }
 }
 
 /// `req_… approved`, `req_… rejected by Carol (idp:carol): not now`, `req_… expired`.
-fn final_line(request: &Value) -> String {
-    let state = text(&request["state"]);
-    let painted = output::stderr_paint().state(&state);
-    let id = text(&request["id"]);
-    if state == "rejected" {
-        let by = request["decisions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .rfind(|d| d["verdict"] == "reject")
+fn final_line(request: &Request) -> String {
+    let painted = output::stderr_paint().state(request.state.as_str());
+    let id = &request.id;
+    if request.state == RequestState::Rejected {
+        let by = request
+            .decisions
+            .iter()
+            .rfind(|d| d.verdict == Verdict::Reject)
             .map(|d| {
-                let comment = d["comment"]
-                    .as_str()
+                let comment = d
+                    .comment
+                    .as_deref()
                     .map(|c| format!(": {c}"))
                     .unwrap_or_default();
-                format!(" by {}{comment}", render::who(&d["approver"]))
+                format!(" by {}{comment}", render::approver(&d.approver))
             })
             .unwrap_or_default();
         return format!("{id} {painted}{by}");

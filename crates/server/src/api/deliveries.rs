@@ -3,52 +3,12 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use countersign_core::grant::{Delivery, DeliveryState};
-use countersign_core::time::rfc3339;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use countersign_api::{DeliveryPage, DeliveryRetry, ErrorBody, ListDeliveriesQuery};
+use countersign_core::grant::DeliveryState;
+use serde_json::json;
 
 use super::extract::Query;
-use super::{ApiError, AppState, Caller};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Params {
-    state: Option<String>,
-    cursor: Option<String>,
-    limit: Option<u32>,
-}
-
-fn view(d: &Delivery) -> Value {
-    json!({
-        "id": d.message.id,
-        "gate": d.message.gate,
-        "url": redact_url(&d.message.url),
-        "event": d.message.event,
-        "request_id": d.message.request_id,
-        "state": d.state.as_str(),
-        "attempts": d.attempts,
-        "next_attempt_at": rfc3339(&d.next_attempt_at),
-        "last_error": d.last_error,
-        "created_at": rfc3339(&d.message.created_at),
-        "updated_at": rfc3339(&d.updated_at),
-    })
-}
-
-/// Webhook URLs often carry tokens in their query or credentials; show where, not how.
-fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(u) => {
-            format!(
-                "{}://{}{}",
-                u.scheme(),
-                u.host_str().unwrap_or(""),
-                u.port().map(|p| format!(":{p}")).unwrap_or_default()
-            ) + u.path()
-        }
-        Err(_) => "(invalid url)".into(),
-    }
-}
+use super::{ApiError, AppState, Caller, views};
 
 async fn operator(
     state: &AppState,
@@ -68,11 +28,27 @@ async fn operator(
     }))
 }
 
+/// List webhook deliveries
+///
+/// Webhook messages and their delivery progress, for operators (the audit reader role).
+/// URLs are shown without their query or credentials.
+#[utoipa::path(
+    get, path = "/api/v1/webhooks/deliveries", operation_id = "listWebhookDeliveries",
+    tag = "webhooks", security(("bearer" = [])),
+    params(ListDeliveriesQuery),
+    responses(
+        (status = 200, description = "A page of deliveries.", body = DeliveryPage),
+        (status = 400, description = "`invalid_query`: an unknown parameter, a bad `state` or a non-integer `limit`.", body = ErrorBody),
+        (status = 401, description = "`unauthenticated`: no valid bearer token.", body = ErrorBody),
+        (status = 403, description = "`not_allowed`: the caller is not an operator (audited).", body = ErrorBody),
+        (status = 500, description = "`internal`: the server log has details.", body = ErrorBody),
+    )
+)]
 pub(super) async fn list(
     State(state): State<AppState>,
     Caller(who): Caller,
-    Query(p): Query<Params>,
-) -> Result<Json<Value>, ApiError> {
+    Query(p): Query<ListDeliveriesQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
     operator(&state, &who, "webhooks.list").await?;
     let filter = p
         .state
@@ -95,16 +71,33 @@ pub(super) async fn list(
     let next = (items.len() as u32 == limit)
         .then(|| items.last().map(|d| d.message.id.clone()))
         .flatten();
-    Ok(Json(
-        json!({"items": items.iter().map(view).collect::<Vec<_>>(), "next_cursor": next}),
-    ))
+    Ok(Json(DeliveryPage {
+        items: items.iter().map(views::delivery).collect(),
+        next_cursor: next,
+    }))
 }
 
+/// Retry a failed webhook delivery
+///
+/// Puts a failed delivery back to `pending` for the worker, for operators (the audit reader
+/// role). The retry is audited. No body is read.
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/deliveries/{id}/retry", operation_id = "retryWebhookDelivery",
+    tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The delivery's id (`msg_` and a ULID).")),
+    responses(
+        (status = 200, description = "Queued again.", body = DeliveryRetry),
+        (status = 401, description = "`unauthenticated`: no valid bearer token.", body = ErrorBody),
+        (status = 403, description = "`not_allowed`: the caller is not an operator (audited).", body = ErrorBody),
+        (status = 404, description = "`not_found`: no failed delivery with that id.", body = ErrorBody),
+        (status = 500, description = "`internal`: the server log has details.", body = ErrorBody),
+    )
+)]
 pub(super) async fn retry(
     State(state): State<AppState>,
     Caller(who): Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeliveryRetry>, ApiError> {
     operator(&state, &who, "webhooks.retry").await?;
     let now = state.engine.now();
     let done = state
@@ -123,5 +116,8 @@ pub(super) async fn retry(
         .engine
         .record_operator_action(&who, "webhooks.retry", json!({"delivery": id}))
         .await?;
-    Ok(Json(json!({"id": id, "state": "pending"})))
+    Ok(Json(DeliveryRetry {
+        id,
+        state: views::delivery_state(DeliveryState::Pending),
+    }))
 }

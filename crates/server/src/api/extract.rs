@@ -12,7 +12,7 @@ use super::{ApiError, MAX_BODY};
 
 /// A JSON body, parsed strictly.
 #[derive(Debug)]
-pub struct Body<T>(pub T);
+pub(super) struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
@@ -62,7 +62,7 @@ fn describe(e: &serde_json::Error) -> String {
 
 /// Query parameters, parsed strictly.
 #[derive(Debug)]
-pub struct Query<T>(pub T);
+pub(super) struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
@@ -91,7 +91,7 @@ fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, String> 
 
 /// The `{id}` path segment as a request id; anything else cannot exist, so it is a 404.
 #[derive(Debug)]
-pub struct PathId(pub RequestId);
+pub(super) struct PathId(pub RequestId);
 
 impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;

@@ -2,16 +2,28 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use countersign_api::{ErrorBody, GatePage};
 
 use super::{AppState, Caller, views};
 
-pub(super) async fn list(State(state): State<AppState>, Caller(who): Caller) -> Json<Value> {
-    let items: Vec<Value> = state
+/// List the gates
+///
+/// Every configured gate, with whether the caller may request it (`can_request`) and approve
+/// its requests (`can_approve`). Query parameters are ignored.
+#[utoipa::path(
+    get, path = "/api/v1/gates", operation_id = "listGates", tag = "gates",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The gates.", body = GatePage),
+        (status = 401, description = "`unauthenticated`: no valid bearer token.", body = ErrorBody),
+    )
+)]
+pub(super) async fn list(State(state): State<AppState>, Caller(who): Caller) -> Json<GatePage> {
+    let items = state
         .engine
         .gate_access(&who)
         .iter()
         .map(|a| views::gate(&a.gate, a.can_request, a.can_approve))
         .collect();
-    Json(json!({"items": items}))
+    Json(GatePage { items })
 }

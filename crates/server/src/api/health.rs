@@ -4,29 +4,60 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use countersign_api::{AuthConfig, AuthIssuer, DatabaseStatus, Health, IssuerStatus, Readiness};
 
-use super::AppState;
+use super::{AppState, views};
 
-pub(super) async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness
+///
+/// The process answers. No authentication.
+#[utoipa::path(
+    get, path = "/healthz", operation_id = "healthz", tag = "health",
+    responses((status = 200, description = "Alive.", body = Health))
+)]
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
 }
 
-pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Readiness
+///
+/// The database answers and every configured issuer's keys are held (issuers that are not
+/// ready are refreshed first). No authentication.
+#[utoipa::path(
+    get, path = "/readyz", operation_id = "readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready; the body says what is not.", body = Readiness),
+    )
+)]
+pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let database = match state.engine.store().ping().await {
-        Ok(()) => json!({"ready": true}),
-        Err(e) => json!({"ready": false, "error": e.to_string()}),
+        Ok(()) => DatabaseStatus {
+            error: None,
+            ready: true,
+        },
+        Err(e) => DatabaseStatus {
+            error: Some(e.to_string()),
+            ready: false,
+        },
     };
     if state.verifier.statuses().iter().any(|s| !s.ready) {
         state.verifier.refresh_all().await;
     }
-    let issuers: Vec<Value> = state
+    let issuers: Vec<IssuerStatus> = state
         .verifier
         .statuses()
-        .iter()
-        .map(|s| json!({"name": s.name, "url": s.url, "ready": s.ready, "error": s.error}))
+        .into_iter()
+        .map(|s| IssuerStatus {
+            error: s.error,
+            name: s.name,
+            ready: s.ready,
+            url: s.url,
+        })
         .collect();
-    let ready = database["ready"] == true && issuers.iter().all(|i| i["ready"] == true);
+    let ready = database.ready && issuers.iter().all(|i| i.ready);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -34,27 +65,39 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<V
     };
     (
         status,
-        Json(json!({"ready": ready, "database": database, "issuers": issuers})),
+        Json(Readiness {
+            database,
+            issuers,
+            ready,
+        }),
     )
 }
 
-/// What a client needs to sign in, without signing in: each issuer's URL, kind, the public
-/// client id for the command line, and the audience and scopes to ask for.
-pub(super) async fn auth_config(State(state): State<AppState>) -> Json<Value> {
-    let issuers: Vec<Value> = state
+/// How clients sign in
+///
+/// The configured issuers with what a client needs to sign in to each: its URL, kind, the
+/// public client id for the command line, and the audience and scopes to ask for. Needs no
+/// authentication.
+#[utoipa::path(
+    get, path = "/api/v1/auth/config", operation_id = "getAuthConfig", tag = "meta",
+    responses((status = 200, description = "The issuers.", body = AuthConfig))
+)]
+pub(super) async fn auth_config(State(state): State<AppState>) -> Json<AuthConfig> {
+    let issuers = state
         .settings
         .issuers
         .iter()
-        .map(|i| {
-            json!({
-                "name": i.name,
-                "issuer": i.url,
-                "kind": i.kind.as_str(),
-                "cli_client_id": i.cli_client_id,
-                "audience": i.audiences.first(),
-                "scopes": i.scopes,
-            })
+        .map(|i| AuthIssuer {
+            audience: i.audiences.first().cloned(),
+            cli_client_id: i.cli_client_id.clone(),
+            issuer: i.url.clone(),
+            kind: views::kind(i.kind),
+            name: i.name.clone(),
+            scopes: i.scopes.clone(),
         })
         .collect();
-    Json(json!({"issuer": state.issuer(), "issuers": issuers}))
+    Json(AuthConfig {
+        issuer: state.issuer(),
+        issuers,
+    })
 }

@@ -1,116 +1,124 @@
-//! The HTTP API (`/api/v1`), the health endpoints, and the layers every response passes
-//! through (body limit, security headers).
+//! The HTTP API: `/api/v1` (requests, gates, audit, webhooks, the event streams, how to sign
+//! in, and this API's OpenAPI document), the health endpoints, and the standards endpoints
+//! resource servers use (`/.well-known/*`, `/oauth/*`).
+//!
+//! Every documented route is registered through [`OpenApiRouter`] with the
+//! `#[utoipa::path]` of its handler, so the document served at `/api/v1/openapi.json` is
+//! generated from the routes and the wire types (`countersign_api`) and cannot drift from
+//! them.
 
 mod audit;
-mod auth;
 mod deliveries;
-mod error;
+mod events;
 mod extract;
 mod gates;
 mod health;
 mod oauth;
 mod requests;
-pub mod views;
+mod views;
 mod wellknown;
 
-use std::sync::Arc;
+use std::sync::LazyLock;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use countersign_config::Settings;
-use countersign_core::{Engine, OutboxStore};
-use countersign_identity::Verifier;
-use countersign_tokens::KeyRing;
-use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use auth::Caller;
-pub use error::ApiError;
-pub use extract::PathId;
-
-use crate::changes::Changes;
+use crate::caller::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The largest request body accepted, in bytes.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-/// What every handler can reach: [`Shared`], behind one reference count. Every request
-/// takes a copy, which costs one count, not one for each of its parts.
-#[derive(Clone, Debug)]
-pub struct AppState(Arc<Shared>);
+/// What the document says besides its operations.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "countersign",
+        description = "countersign is an approval gateway. A requester (a person or a workload such as a CI job) asks through a configured gate to do something sensitive; eligible people approve or reject it, each posting back the content digest they were shown, until every rule of the gate is met; the requester then obtains a short-lived signed grant token that the protected service verifies. Every call is authenticated with a bearer JWT from a configured issuer (a browser signed in to the web UI may instead read, with GET only, through its session cookie); every change and every refusal is written to a hash-chained audit log. Bodies are JSON (at most 64 KiB) and unknown body fields and query parameters are refused. Every error has the shape `{\"error\": {\"code\", \"message\"}}`; an unknown path is 404 `not_found` and a known path with another method is 405 `method_not_allowed`. The standards endpoints for resource servers (`/.well-known/openid-configuration`, `/.well-known/jwks.json`, `/oauth/introspect`, `/oauth/revoke`) follow their own specifications and are not described here.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "requests", description = "Requests for approval and their decisions."),
+        (name = "gates", description = "The configured gates."),
+        (name = "audit", description = "The hash-chained audit log."),
+        (name = "webhooks", description = "Webhook delivery, for operators."),
+        (name = "health", description = "Liveness and readiness, outside `/api/v1`."),
+        (name = "meta", description = "How to sign in, and this document."),
+    ),
+    components(schemas(countersign_api::InboxChange, countersign_api::Request)),
+    modifiers(&BearerScheme),
+)]
+struct Document;
 
-impl AppState {
-    /// The state made of `shared`.
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
+/// The `bearer` security scheme the authenticated operations name.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some(
+                "A JWT from a configured issuer: `Authorization: Bearer <token>`.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
 
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
+/// The documented routes, with the document they make.
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(Document::openapi())
+        .routes(routes!(openapi))
+        .routes(routes!(health::auth_config))
+        .routes(routes!(gates::list))
+        .routes(routes!(requests::create, requests::list))
+        .routes(routes!(requests::get))
+        .routes(routes!(requests::approve))
+        .routes(routes!(requests::reject))
+        .routes(routes!(requests::cancel))
+        .routes(routes!(requests::revoke))
+        .routes(routes!(requests::token))
+        .routes(routes!(events::request_events))
+        .routes(routes!(events::inbox_events))
+        .routes(routes!(deliveries::list))
+        .routes(routes!(deliveries::retry))
+        .routes(routes!(audit::list))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
 }
 
-/// The parts of [`AppState`].
-#[derive(Debug)]
-pub struct Shared {
-    /// The use cases.
-    pub engine: Engine,
-    /// Bearer-token verification.
-    pub verifier: Verifier,
-    /// Our signing keys: grant tokens, JWKS, verification for introspection.
-    pub keys: KeyRing,
-    /// The webhook outbox.
-    pub outbox: Arc<dyn OutboxStore>,
-    /// Change announcements, for long polls.
-    pub changes: Changes,
-    /// The resolved configuration.
-    pub settings: Arc<Settings>,
-    /// The web UI: sign-in, sessions, pages.
-    pub web: crate::web::Web,
+/// The OpenAPI document of the API, as served.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    documented()
+        .into_openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the OpenAPI document does not serialize");
+            "{}".to_owned()
+        })
+});
+
+/// The OpenAPI document of the API.
+pub(crate) fn openapi_document() -> &'static str {
+    &DOCUMENT
 }
 
-impl Shared {
-    /// Our issuer identifier: the public URL without a trailing slash.
-    pub fn issuer(&self) -> String {
-        self.settings
-            .server
-            .public_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_string()
-    }
-}
-
-/// The OpenAPI document describing `/api/v1`.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// Every route of the server.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/auth/config", get(health::auth_config))
-        .route("/gates", get(gates::list))
-        .route("/requests", post(requests::create).get(requests::list))
-        .route("/requests/{id}", get(requests::get))
-        .route("/requests/{id}/approve", post(requests::approve))
-        .route("/requests/{id}/reject", post(requests::reject))
-        .route("/requests/{id}/cancel", post(requests::cancel))
-        .route("/requests/{id}/revoke", post(requests::revoke))
-        .route("/requests/{id}/token", post(requests::token))
-        .route(
-            "/requests/{id}/events",
-            get(crate::web::live::request_events),
-        )
-        .route("/inbox/events", get(crate::web::live::inbox_events))
-        .route("/webhooks/deliveries", get(deliveries::list))
-        .route("/webhooks/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/audit", get(audit::list));
-    Router::new()
-        .nest("/api/v1", api)
+/// Every route of the API: the documented ones, and the standards endpoints, which their own
+/// specifications describe.
+pub(crate) fn router() -> Router<AppState> {
+    let (router, _) = documented().split_for_parts();
+    router
         .route(
             "/.well-known/openid-configuration",
             get(wellknown::discovery),
@@ -118,56 +126,18 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/oauth/introspect", post(oauth::introspect))
         .route("/oauth/revoke", post(oauth::revoke))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .merge(crate::web::router(&state))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(header_layer(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .layer(header_layer(header::REFERRER_POLICY, "no-referrer"))
-        .layer(header_layer(header::X_FRAME_OPTIONS, "DENY"))
-        .layer(header_layer(
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ))
-        .layer(header_layer(header::CACHE_CONTROL, "no-store"))
-        .with_state(state)
 }
 
-fn header_layer(name: HeaderName, value: &'static str) -> SetResponseHeaderLayer<HeaderValue> {
-    SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
-}
-
-async fn openapi() -> impl axum::response::IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI)
-}
-
-async fn not_found(
-    uri: axum::http::Uri,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    // A browser asking for a page gets a page; API clients get the API's error.
-    let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if wants_html && !uri.path().starts_with("/api/") {
-        return crate::web::WebError::not_found("there is no page at this address").into_response();
-    }
-    ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "not_found",
-        "no such endpoint",
-    )
-    .into_response()
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint does not accept that method",
+/// This document
+///
+/// The OpenAPI 3.1 document of this API, generated from its routes and types.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", operation_id = "getOpenApi", tag = "meta",
+    responses((status = 200, description = "This document.", content_type = "application/json", body = Object))
+)]
+async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
     )
 }

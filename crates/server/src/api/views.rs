@@ -1,82 +1,143 @@
-//! The JSON shapes the API answers with. They are the contract clients rely on, so they are
-//! built explicitly here rather than derived from domain types.
+//! The domain's values as the API's wire types (`countersign_api`). A request is the
+//! exception: it is serialized straight from the domain by `countersign_core::view`, which
+//! writes the same JSON as `countersign_api::Request` (the tests hold the two together).
 
-use countersign_core::policy::Evaluation;
+use countersign_api as wire;
+use countersign_core::grant::{Delivery, DeliveryState};
 use countersign_core::time::{format_duration, rfc3339};
-use countersign_core::{AuditEvent, Gate, ParamType, Request};
-use serde_json::{Value, json};
-
-/// A request with its rule standing (the shape is shared with webhook payloads).
-pub fn request(r: &Request, evaluation: Option<&Evaluation>) -> Value {
-    countersign_core::view::request(r, evaluation)
-}
+use countersign_core::{AuditEvent, Gate, ParamType, PrincipalKind, Requirement};
 
 /// A gate as shown to a caller, with what they may do.
-pub fn gate(g: &Gate, can_request: bool, can_approve: bool) -> Value {
-    let params: serde_json::Map<String, Value> = g
+pub(super) fn gate(g: &Gate, can_request: bool, can_approve: bool) -> wire::Gate {
+    let params = g
         .params
         .values()
         .map(|p| {
-            let mut v = json!({"type": p.type_name(), "required": p.required, "description": p.description});
-            match &p.ty {
-                ParamType::String { pattern, max_length } => {
-                    v["pattern"] = json!(pattern.as_ref().map(|r| r.as_str()));
-                    v["max_length"] = json!(max_length);
-                }
-                ParamType::Int { min, max } => {
-                    v["min"] = json!(min);
-                    v["max"] = json!(max);
-                }
-                ParamType::Enum { values } => v["values"] = json!(values),
-                ParamType::Bool => {}
-            }
-            (p.name.clone(), v)
+            let kind = match &p.ty {
+                ParamType::String {
+                    pattern,
+                    max_length,
+                } => wire::ParamKind::String {
+                    max_length: *max_length as u64,
+                    pattern: pattern.as_ref().map(|r| r.as_str().to_owned()),
+                },
+                ParamType::Int { min, max } => wire::ParamKind::Int {
+                    max: *max,
+                    min: *min,
+                },
+                ParamType::Enum { values } => wire::ParamKind::Enum {
+                    values: values.clone(),
+                },
+                ParamType::Bool => wire::ParamKind::Bool,
+            };
+            let param = wire::Param {
+                description: p.description.clone(),
+                kind,
+                required: p.required,
+            };
+            (p.name.clone(), param)
         })
         .collect();
-    json!({
-        "name": g.name,
-        "description": g.description,
-        "can_request": can_request,
-        "can_approve": can_approve,
-        "reason": requirement(g.reason),
-        "ticket": requirement(g.ticket),
-        "pending_ttl": format_duration(g.pending_ttl),
-        "grant": {
-            "audience": g.grant.audience,
-            "ttl": format_duration(g.grant.ttl),
-            "max_ttl": format_duration(g.grant.max_ttl),
-            "single_use": g.grant.single_use,
+    wire::Gate {
+        auto_approve: g.auto_approve.as_ref().map(|c| c.source().to_owned()),
+        can_approve,
+        can_request,
+        description: g.description.clone(),
+        grant: wire::GrantSettings {
+            audience: g.grant.audience.clone(),
+            max_ttl: format_duration(g.grant.max_ttl),
+            single_use: g.grant.single_use,
+            ttl: format_duration(g.grant.ttl),
         },
-        "params": params,
-        "rules": g.rules.iter().map(|r| json!({
-            "name": r.name,
-            "approvers": r.approvers.source(),
-            "min_approvals": r.min_approvals,
-            "stage": r.stage,
-            "reject_threshold": r.reject_threshold,
-        })).collect::<Vec<_>>(),
-        "auto_approve": g.auto_approve.as_ref().map(|c| c.source()),
-    })
+        name: g.name.clone(),
+        params,
+        pending_ttl: format_duration(g.pending_ttl),
+        reason: requirement(g.reason),
+        rules: g
+            .rules
+            .iter()
+            .map(|r| wire::GateRule {
+                approvers: r.approvers.source().to_owned(),
+                min_approvals: r.min_approvals,
+                name: r.name.clone(),
+                reject_threshold: r.reject_threshold,
+                stage: r.stage,
+            })
+            .collect(),
+        ticket: requirement(g.ticket),
+    }
 }
 
-fn requirement(r: countersign_core::Requirement) -> &'static str {
+fn requirement(r: Requirement) -> wire::Requirement {
     match r {
-        countersign_core::Requirement::Required => "required",
-        countersign_core::Requirement::Optional => "optional",
+        Requirement::Required => wire::Requirement::Required,
+        Requirement::Optional => wire::Requirement::Optional,
+    }
+}
+
+/// A principal's kind on the wire.
+pub(super) fn kind(k: PrincipalKind) -> wire::PrincipalKind {
+    match k {
+        PrincipalKind::Human => wire::PrincipalKind::Human,
+        PrincipalKind::Workload => wire::PrincipalKind::Workload,
     }
 }
 
 /// One audit event.
-pub fn audit_event(e: &AuditEvent) -> Value {
-    json!({
-        "seq": e.seq,
-        "at": rfc3339(&e.at),
-        "actor": {"issuer": e.actor.issuer, "subject": e.actor.subject},
-        "action": e.action,
-        "request_id": e.request_id,
-        "digest": e.digest,
-        "detail": e.detail,
-        "prev_hash": e.prev_hash,
-        "hash": e.hash,
-    })
+pub(super) fn audit_event(e: &AuditEvent) -> wire::AuditEvent {
+    wire::AuditEvent {
+        action: e.action.clone(),
+        actor: wire::Actor {
+            issuer: e.actor.issuer.clone(),
+            subject: e.actor.subject.clone(),
+        },
+        at: rfc3339(&e.at),
+        detail: e.detail.clone(),
+        digest: e.digest.as_ref().map(ToString::to_string),
+        hash: e.hash.clone(),
+        prev_hash: e.prev_hash.clone(),
+        request_id: e.request_id.map(|id| id.to_string()),
+        seq: e.seq,
+    }
+}
+
+/// A delivery's state on the wire.
+pub(super) fn delivery_state(s: DeliveryState) -> wire::DeliveryState {
+    match s {
+        DeliveryState::Pending => wire::DeliveryState::Pending,
+        DeliveryState::Delivered => wire::DeliveryState::Delivered,
+        DeliveryState::Failed => wire::DeliveryState::Failed,
+    }
+}
+
+/// A webhook message and where its delivery stands.
+pub(super) fn delivery(d: &Delivery) -> wire::Delivery {
+    wire::Delivery {
+        attempts: d.attempts,
+        created_at: rfc3339(&d.message.created_at),
+        event: d.message.event.clone(),
+        gate: d.message.gate.clone(),
+        id: d.message.id.clone(),
+        last_error: d.last_error.clone(),
+        next_attempt_at: rfc3339(&d.next_attempt_at),
+        request_id: d.message.request_id.to_string(),
+        state: delivery_state(d.state),
+        updated_at: rfc3339(&d.updated_at),
+        url: redact_url(&d.message.url),
+    }
+}
+
+/// Webhook URLs often carry tokens in their query or credentials; show where, not how.
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(u) => {
+            format!(
+                "{}://{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or(""),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default()
+            ) + u.path()
+        }
+        Err(_) => "(invalid url)".into(),
+    }
 }

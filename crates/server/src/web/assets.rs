@@ -20,11 +20,11 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// `GET /static/app.css`.
-pub async fn stylesheet() -> Response {
+pub(super) async fn stylesheet() -> Response {
     asset("text/css; charset=utf-8", STYLESHEET)
 }
 
 /// `GET /static/live.js`.
-pub async fn script() -> Response {
+pub(super) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)
 }

@@ -3,13 +3,15 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use countersign_core::EngineError;
+use countersign_core::{EngineError, StoreError};
+
+use crate::session::ForgedForm;
 
 use super::templates::{ErrorPage, render};
 
 /// A page-level failure.
 #[derive(Debug)]
-pub struct WebError {
+pub(crate) struct WebError {
     status: StatusCode,
     title: &'static str,
     message: String,
@@ -18,7 +20,7 @@ pub struct WebError {
 
 impl WebError {
     /// An error page with this status, title and message.
-    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             title,
@@ -28,18 +30,18 @@ impl WebError {
     }
 
     /// Offers "sign in again" on the page.
-    pub fn with_sign_in(mut self) -> Self {
+    pub(crate) fn with_sign_in(mut self) -> Self {
         self.sign_in = true;
         self
     }
 
     /// 404.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "Not found", message)
     }
 
     /// 403: a form without a valid CSRF token, or from another site.
-    pub fn forged_form() -> Self {
+    pub(crate) fn forged_form() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
             "This form cannot be accepted",
@@ -48,7 +50,7 @@ impl WebError {
     }
 
     /// 500, with the cause logged and not shown.
-    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error on a page");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,29 +60,24 @@ impl WebError {
     }
 
     /// The status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The message.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         &self.message
     }
 }
 
 impl From<EngineError> for WebError {
-    /// The status comes from the API's mapping (one place for it); the message is the
-    /// domain's, except for internal failures, which the API logs and which stay opaque.
+    /// The status comes from the one mapping the API shares; the message is the domain's,
+    /// except for internal failures, which are logged and stay opaque.
     fn from(e: EngineError) -> Self {
+        let Some(status) = crate::error::status_of(&e) else {
+            return Self::internal(&e);
+        };
         let message = e.to_string();
-        let status = crate::api::ApiError::from(e).into_response().status();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            return Self::new(
-                status,
-                "Something went wrong",
-                "an internal error occurred; the server log has details",
-            );
-        }
         let title = match status {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::FORBIDDEN => "Not allowed",
@@ -90,6 +87,18 @@ impl From<EngineError> for WebError {
             _ => "Something went wrong",
         };
         Self::new(status, title, message)
+    }
+}
+
+impl From<StoreError> for WebError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<ForgedForm> for WebError {
+    fn from(_: ForgedForm) -> Self {
+        Self::forged_form()
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// A span of time in words, coarse enough to read at a glance: `40 s`, `5 min`,
 /// `1 h 55 min`, `3 d 4 h`.
-pub fn span(d: Duration) -> String {
+pub(super) fn span(d: Duration) -> String {
     let s = d.num_seconds().max(0);
     match s {
         0..60 => format!("{s} s"),
@@ -32,7 +32,7 @@ pub fn span(d: Duration) -> String {
 }
 
 /// How long ago `t` was: `just now`, `5 min ago`.
-pub fn ago(now: Timestamp, t: Timestamp) -> String {
+pub(super) fn ago(now: Timestamp, t: Timestamp) -> String {
     let d = now - t;
     if d < Duration::seconds(60) {
         "just now".to_owned()
@@ -42,7 +42,7 @@ pub fn ago(now: Timestamp, t: Timestamp) -> String {
 }
 
 /// How long until `t`: `5 min left`, or `overdue` once past.
-pub fn left(now: Timestamp, t: Timestamp) -> String {
+pub(super) fn left(now: Timestamp, t: Timestamp) -> String {
     let d = t - now;
     if d <= Duration::zero() {
         "overdue".to_owned()
@@ -52,7 +52,7 @@ pub fn left(now: Timestamp, t: Timestamp) -> String {
 }
 
 /// How pressing a deadline is, as a CSS class: under 15 minutes is `soon`.
-pub fn urgency(now: Timestamp, t: Timestamp) -> &'static str {
+pub(super) fn urgency(now: Timestamp, t: Timestamp) -> &'static str {
     if t - now < Duration::minutes(15) {
         "soon"
     } else {
@@ -61,12 +61,12 @@ pub fn urgency(now: Timestamp, t: Timestamp) -> &'static str {
 }
 
 /// An absolute time for a tooltip or a fact list: `2026-05-01 14:03:07 UTC`.
-pub fn absolute(t: Timestamp) -> String {
+pub(super) fn absolute(t: Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 /// The name to show for a person: their name, else their e-mail, else their subject.
-pub fn who(p: &Principal) -> String {
+pub(super) fn who(p: &Principal) -> String {
     p.name
         .clone()
         .or_else(|| p.email.clone())
@@ -74,7 +74,7 @@ pub fn who(p: &Principal) -> String {
 }
 
 /// The precise identity: `alice@example.com · okta: 00u1…`.
-pub fn who_detail(p: &Principal) -> String {
+pub(super) fn who_detail(p: &Principal) -> String {
     match &p.email {
         Some(email) => format!("{email} · {}: {}", p.identity.issuer, p.identity.subject),
         None => format!("{}: {}", p.identity.issuer, p.identity.subject),
@@ -82,7 +82,7 @@ pub fn who_detail(p: &Principal) -> String {
 }
 
 /// `path` with a query of `pairs` (form-encoded), or `path` alone when there are none.
-pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
+pub(super) fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
     if pairs.is_empty() {
         return path.to_owned();
     }
@@ -94,7 +94,7 @@ pub fn with_query(path: &str, pairs: &[(&str, &str)]) -> String {
 }
 
 /// A parameter value as text: strings as they are, everything else as JSON.
-pub fn value(v: &Value) -> String {
+pub(super) fn value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),

@@ -14,13 +14,13 @@ use countersign_core::ports::LoginTransaction;
 use countersign_identity::Callback;
 use serde_json::json;
 
-use super::cookies::{self, random_token, same_secret};
 use super::format::with_query;
 use super::return_to::local_path;
-use super::session::{self, Use, audit, audit_failure};
 use super::templates::{IssuerChoice, Layout, LoginPage, LogoutPage, render};
 use super::{WebError, pages};
-use crate::api::AppState;
+use crate::session::cookies::{self, random_token, same_secret};
+use crate::session::{Use, audit, audit_failure};
+use crate::state::AppState;
 
 /// How long a sign-in may take, from the click to the callback.
 const LOGIN_TTL: chrono::Duration = chrono::Duration::seconds(cookies::LOGIN_COOKIE_SECS);
@@ -49,7 +49,7 @@ pub(super) fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a
 }
 
 /// `GET /login`: the issuer choice, or with `?issuer=NAME` the start of a sign-in.
-pub async fn login(
+pub(super) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -60,7 +60,12 @@ pub async fn login(
         Some(candidate) => match local_path(candidate) {
             Some(path) => path,
             None => {
-                audit_failure(&state, "return_to_refused", json!({"stage": "login"})).await;
+                audit_failure(
+                    &state.engine,
+                    "return_to_refused",
+                    json!({"stage": "login"}),
+                )
+                .await;
                 return Err(WebError::new(
                     StatusCode::BAD_REQUEST,
                     "Not a page of this site",
@@ -73,7 +78,7 @@ pub async fn login(
         return start(&state, &headers, issuer, return_to, None).await;
     }
     let issuers = state
-        .web
+        .sessions
         .rp()
         .issuers()
         .into_iter()
@@ -106,14 +111,14 @@ pub async fn login(
 
 /// Starts a sign-in at `issuer`: stores the transaction, sets the pre-login cookie (reusing
 /// the browser's, so sign-ins in two tabs both work) and redirects to the provider.
-pub async fn start(
+pub(super) async fn start(
     state: &AppState,
     headers: &HeaderMap,
     issuer: &str,
     return_to: &str,
     max_age: Option<i64>,
 ) -> Result<Response, WebError> {
-    let web = &state.web;
+    let web = &state.sessions;
     let authorization = match web.rp().start(issuer, max_age).await {
         Ok(a) => a,
         Err(e) if e.reason() == "unknown_issuer" => {
@@ -151,7 +156,7 @@ pub async fn start(
         created_at: now,
         expires_at: now + LOGIN_TTL,
     };
-    web.sessions()
+    web.store()
         .insert_login(&transaction)
         .await
         .map_err(|e| WebError::internal(&e))?;
@@ -161,7 +166,7 @@ pub async fn start(
 }
 
 /// `GET /auth/callback`: the provider sends the browser back here.
-pub async fn callback(
+pub(super) async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -171,7 +176,7 @@ pub async fn callback(
         Err((reason, issuer, error)) => {
             tracing::info!(reason, message = error.message(), "sign-in refused");
             audit_failure(
-                &state,
+                &state.engine,
                 reason,
                 json!({"stage": "callback", "issuer": issuer, "message": error.message()}),
             )
@@ -208,9 +213,9 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
             "the sign-in response has no state; start the sign-in from countersign",
         ));
     };
-    let web = &state.web;
+    let web = &state.sessions;
     let transaction = web
-        .sessions()
+        .store()
         .take_login(state_param)
         .await
         .map_err(|e| ("store_failed", None, WebError::internal(&e)))?
@@ -259,11 +264,13 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
         .map_err(|e| refuse(e.reason(), Some(issuer), e.message().to_owned()))?;
     let principal = signed_in.principal.clone();
     let sid = signed_in.sid.clone();
-    let cookie = session::start(state, headers, signed_in, now)
+    let cookie = state
+        .sessions
+        .start(headers, signed_in, now)
         .await
-        .map_err(|e| ("store_failed", Some(issuer.to_owned()), e))?;
+        .map_err(|e| ("store_failed", Some(issuer.to_owned()), WebError::from(e)))?;
     audit(
-        state,
+        &state.engine,
         &principal,
         "auth.login",
         json!({"issuer": issuer, "sid": sid, "fresh_authentication": transaction.max_age.is_some()}),
@@ -277,11 +284,15 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
 }
 
 /// `GET /logout`: a confirmation form (signing out changes state, so it is a POST).
-pub async fn logout_page(
+pub(super) async fn logout_page(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    let Some(session) = session::current(&state, &headers, Use::Page).await? else {
+    let Some(session) = state
+        .sessions
+        .current(&state.engine, &headers, Use::Page)
+        .await?
+    else {
         return Ok(Redirect::to("/login").into_response());
     };
     Ok(render(&LogoutPage {
@@ -291,20 +302,32 @@ pub async fn logout_page(
 
 /// `POST /logout`: ends the session here, then at the provider (with `id_token_hint`) when it
 /// has an end-session endpoint.
-pub async fn logout(
+pub(super) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawForm(form): RawForm,
 ) -> Result<Response, WebError> {
-    let Some(current) = session::current(&state, &headers, Use::Peek).await? else {
+    let Some(current) = state
+        .sessions
+        .current(&state.engine, &headers, Use::Peek)
+        .await?
+    else {
         let mut response = Redirect::to("/login?signed_out=1").into_response();
-        state.web.cookies().clear_session(response.headers_mut());
+        state
+            .sessions
+            .cookies()
+            .clear_session(response.headers_mut());
         return Ok(response);
     };
     let pairs = params(&form)?;
-    session::check_form(&state, &current, &headers, param(&pairs, "csrf"))?;
-    session::end(&state, &current.record, "signed_out").await?;
-    let web = &state.web;
+    state
+        .sessions
+        .check_form(&current, &headers, param(&pairs, "csrf"))?;
+    state
+        .sessions
+        .end(&state.engine, &current.record, "signed_out")
+        .await?;
+    let web = &state.sessions;
     let post_logout = format!("{}/login", web.public_url());
     let target = web
         .rp()
@@ -322,7 +345,10 @@ pub async fn logout(
 
 /// `POST /auth/backchannel-logout`: a logout token from a provider ends the matching
 /// sessions. 200 when valid (even if no session matched), 400 otherwise; never cached.
-pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): RawForm) -> Response {
+pub(super) async fn backchannel_logout(
+    State(state): State<AppState>,
+    RawForm(form): RawForm,
+) -> Response {
     let no_store = |status: StatusCode, body: String| {
         let mut response = (status, body).into_response();
         let h = response.headers_mut();
@@ -347,7 +373,7 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
     };
     let Some(token) = param(&pairs, "logout_token") else {
         audit_failure(
-            &state,
+            &state.engine,
             "logout_token_missing",
             json!({"stage": "backchannel_logout"}),
         )
@@ -355,7 +381,7 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
         return bad("the request has no logout_token");
     };
     let notice = match state
-        .web
+        .sessions
         .rp()
         .verify_logout_token(token, state.engine.now())
         .await
@@ -368,7 +394,7 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
                 "logout token refused"
             );
             audit_failure(
-                &state,
+                &state.engine,
                 e.reason(),
                 json!({"stage": "backchannel_logout", "message": e.message()}),
             )
@@ -377,8 +403,8 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
         }
     };
     let ended = match state
-        .web
-        .sessions()
+        .sessions
+        .store()
         .delete_sessions(
             &notice.issuer,
             notice.subject.as_deref(),
@@ -398,7 +424,7 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
     let who =
         countersign_core::Principal::human(&notice.issuer, notice.subject.as_deref().unwrap_or(""));
     audit(
-        &state,
+        &state.engine,
         &who,
         "auth.logout",
         json!({"reason": "backchannel_logout", "sid": notice.sid, "sessions": ended, "jti": notice.jti}),

@@ -21,11 +21,11 @@ use super::WebError;
 use super::format::{absolute, ago, left, urgency, who, who_detail, with_query};
 use super::login::{param, params};
 use super::return_to::local_path;
-use super::session::{self, Session, Use};
 use super::templates::{
     AuditPage, EventView, InboxPage, Layout, ListItem, Live, MinePage, UserView, render,
 };
-use crate::api::AppState;
+use crate::session::{Session, Use};
+use crate::state::AppState;
 
 /// The header the live script sends when it refreshes a page after an event.
 const LIVE_REFRESH: &str = "x-countersign-live";
@@ -43,11 +43,16 @@ macro_rules! session_or_return {
 mod new;
 mod request;
 
-pub use new::{create, gate_form, new_request};
-pub use request::{cancel, decide, request, revoke};
+pub(super) use new::{create, gate_form, new_request};
+pub(super) use request::{cancel, decide, request, revoke};
 
 /// The frame of a page for a signed-in person.
-pub fn layout(session: &Session, title: &str, nav: &'static str, live: Option<Live>) -> Layout {
+pub(super) fn layout(
+    session: &Session,
+    title: &str,
+    nav: &'static str,
+    live: Option<Live>,
+) -> Layout {
     let p = session.principal();
     Layout {
         title: title.to_owned(),
@@ -74,7 +79,7 @@ pub(super) async fn require(
     } else {
         Use::Page
     };
-    match session::current(state, headers, usage).await {
+    match state.sessions.current(&state.engine, headers, usage).await {
         Ok(Some(s)) => Ok(s),
         Ok(None) => {
             let here = uri
@@ -89,12 +94,15 @@ pub(super) async fn require(
             };
             let mut response = Redirect::to(&to).into_response();
             // A dead session cookie is of no use to anyone.
-            if state.web.cookies().session(headers).is_some() {
-                state.web.cookies().clear_session(response.headers_mut());
+            if state.sessions.cookies().session(headers).is_some() {
+                state
+                    .sessions
+                    .cookies()
+                    .clear_session(response.headers_mut());
             }
             Err(response)
         }
-        Err(e) => Err(e.into_response()),
+        Err(e) => Err(WebError::from(e).into_response()),
     }
 }
 
@@ -142,7 +150,7 @@ pub(super) fn list_item(state: &AppState, r: &Request) -> ListItem {
 
 /// `GET /`: what the signed-in person can still decide, oldest first, and their own open
 /// requests.
-pub async fn inbox(
+pub(super) async fn inbox(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -184,7 +192,7 @@ pub async fn inbox(
 }
 
 /// `GET /requests`: the signed-in person's requests, newest first.
-pub async fn mine(
+pub(super) async fn mine(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -232,7 +240,7 @@ pub(super) fn request_id(raw: &str) -> Result<RequestId, WebError> {
 }
 
 /// `GET /requests/{id}/audit`: the request's audit trail.
-pub async fn audit(
+pub(super) async fn audit(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,

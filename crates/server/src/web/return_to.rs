@@ -10,7 +10,7 @@ const MAX_LEN: usize = 2048;
 const REFUSED_PREFIXES: [&str; 3] = ["/login", "/logout", "/auth/"];
 
 /// `Some(path)` when `candidate` is a local path that is safe to redirect to after sign-in.
-pub fn local_path(candidate: &str) -> Option<&str> {
+pub(super) fn local_path(candidate: &str) -> Option<&str> {
     let bytes = candidate.as_bytes();
     let safe = !candidate.is_empty()
         && candidate.len() <= MAX_LEN

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 /// What the frame of every page shows.
 #[derive(Debug, Default)]
-pub struct Layout {
+pub(super) struct Layout {
     /// The page title (before "· countersign").
     pub title: String,
     /// Who is signed in.
@@ -22,7 +22,7 @@ pub struct Layout {
 
 /// The signed-in person.
 #[derive(Debug)]
-pub struct UserView {
+pub(super) struct UserView {
     /// Their name.
     pub name: String,
     /// E-mail and identity, for a tooltip.
@@ -31,7 +31,7 @@ pub struct UserView {
 
 /// The event stream a page follows.
 #[derive(Debug)]
-pub struct Live {
+pub(super) struct Live {
     /// Its URL.
     pub events: String,
     /// The version of the request shown (request pages).
@@ -39,7 +39,7 @@ pub struct Live {
 }
 
 /// Renders a template to an HTML response (a 500 page if rendering fails, which is a bug).
-pub fn render<T: Template>(page: &T) -> Response {
+pub(super) fn render<T: Template>(page: &T) -> Response {
     match page.render() {
         Ok(html) => (
             [(
@@ -63,7 +63,7 @@ pub fn render<T: Template>(page: &T) -> Response {
 /// An error page.
 #[derive(Template, Debug)]
 #[template(path = "error.html")]
-pub struct ErrorPage<'a> {
+pub(super) struct ErrorPage<'a> {
     pub title: &'static str,
     pub message: &'a str,
     pub status: u16,
@@ -73,7 +73,7 @@ pub struct ErrorPage<'a> {
 /// The sign-in page: one button per issuer.
 #[derive(Template, Debug)]
 #[template(path = "login.html")]
-pub struct LoginPage {
+pub(super) struct LoginPage {
     pub layout: Layout,
     pub issuers: Vec<IssuerChoice>,
     pub signed_out: bool,
@@ -81,7 +81,7 @@ pub struct LoginPage {
 
 /// One issuer on the sign-in page.
 #[derive(Debug)]
-pub struct IssuerChoice {
+pub(super) struct IssuerChoice {
     pub name: String,
     pub host: String,
     pub href: String,
@@ -90,13 +90,13 @@ pub struct IssuerChoice {
 /// The sign-out confirmation.
 #[derive(Template, Debug)]
 #[template(path = "logout.html")]
-pub struct LogoutPage {
+pub(super) struct LogoutPage {
     pub layout: Layout,
 }
 
 /// One request in a list.
 #[derive(Debug)]
-pub struct ListItem {
+pub(super) struct ListItem {
     pub id: String,
     pub gate: String,
     pub state: &'static str,
@@ -113,7 +113,7 @@ pub struct ListItem {
 /// The approver inbox, with the signed-in person's own open requests below.
 #[derive(Template, Debug)]
 #[template(path = "inbox.html")]
-pub struct InboxPage {
+pub(super) struct InboxPage {
     pub layout: Layout,
     pub items: Vec<ListItem>,
     pub mine: Vec<ListItem>,
@@ -122,7 +122,7 @@ pub struct InboxPage {
 /// My requests.
 #[derive(Template, Debug)]
 #[template(path = "mine.html")]
-pub struct MinePage {
+pub(super) struct MinePage {
     pub layout: Layout,
     pub items: Vec<ListItem>,
     pub next: Option<String>,
@@ -130,7 +130,7 @@ pub struct MinePage {
 
 /// One approval filling a rule.
 #[derive(Debug)]
-pub struct ApprovalView {
+pub(super) struct ApprovalView {
     pub who: String,
     pub who_detail: String,
     pub comment: String,
@@ -139,7 +139,7 @@ pub struct ApprovalView {
 
 /// One rule of a request's gate, with where it stands.
 #[derive(Debug)]
-pub struct RuleView {
+pub(super) struct RuleView {
     pub name: String,
     pub stage: u32,
     pub needed: u32,
@@ -152,7 +152,7 @@ pub struct RuleView {
 
 /// One decision in the history.
 #[derive(Debug)]
-pub struct DecisionView {
+pub(super) struct DecisionView {
     pub who: String,
     pub who_detail: String,
     pub verdict: &'static str,
@@ -165,7 +165,7 @@ pub struct DecisionView {
 /// A request page.
 #[derive(Template, Debug)]
 #[template(path = "request.html")]
-pub struct RequestPage {
+pub(super) struct RequestPage {
     pub layout: Layout,
     pub id: String,
     pub gate: String,
@@ -200,7 +200,7 @@ pub struct RequestPage {
 
 /// One audit event.
 #[derive(Debug)]
-pub struct EventView {
+pub(super) struct EventView {
     pub seq: i64,
     pub at: String,
     pub actor: String,
@@ -212,7 +212,7 @@ pub struct EventView {
 /// A request's audit trail.
 #[derive(Template, Debug)]
 #[template(path = "audit.html")]
-pub struct AuditPage {
+pub(super) struct AuditPage {
     pub layout: Layout,
     pub id: String,
     pub gate: String,
@@ -221,7 +221,7 @@ pub struct AuditPage {
 
 /// A gate the person may request.
 #[derive(Debug)]
-pub struct GateChoice {
+pub(super) struct GateChoice {
     pub name: String,
     pub description: String,
     pub approvals: String,
@@ -230,14 +230,14 @@ pub struct GateChoice {
 /// The list of gates to request.
 #[derive(Template, Debug)]
 #[template(path = "new.html")]
-pub struct NewPage {
+pub(super) struct NewPage {
     pub layout: Layout,
     pub gates: Vec<GateChoice>,
 }
 
 /// One input of a gate's form.
 #[derive(Debug)]
-pub struct FieldView {
+pub(super) struct FieldView {
     pub name: String,
     pub label: String,
     pub kind: &'static str,
@@ -252,7 +252,7 @@ pub struct FieldView {
 /// A gate's request form.
 #[derive(Template, Debug)]
 #[template(path = "gate_form.html")]
-pub struct GateFormPage {
+pub(super) struct GateFormPage {
     pub layout: Layout,
     pub gate: String,
     pub description: String,

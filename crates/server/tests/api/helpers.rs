@@ -26,7 +26,7 @@ pub struct TestApp {
     pub ci: OidcProvider,
     pub clock: Arc<ManualClock>,
     pub engine: Engine,
-    pub state: countersign_server::api::AppState,
+    pub state: countersign_server::state::AppState,
     pub deliverer: countersign_notify::Deliverer,
     /// The configuration the app was built from (a second instance reuses it).
     pub config_text: String,

@@ -6,4 +6,5 @@
 
 mod grants;
 mod helpers;
+mod openapi;
 mod scenarios;

@@ -22,7 +22,7 @@ pub struct WebApp {
     pub stub: StubOp,
     pub clock: Arc<ManualClock>,
     pub engine: Engine,
-    pub state: countersign_server::api::AppState,
+    pub state: countersign_server::state::AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -365,9 +365,9 @@ pub async fn session_of(
 ) -> Option<countersign_core::ports::WebSession> {
     let cookie = browser.cookie("countersign")?;
     app.state
-        .web
-        .sessions()
-        .get_session(&countersign_server::web::cookies::hash(&cookie))
+        .sessions
+        .store()
+        .get_session(&countersign_server::session::cookies::hash(&cookie))
         .await
         .unwrap()
 }

@@ -134,8 +134,8 @@ async fn logout_ends_the_session_server_side_and_at_the_provider() {
     assert!(!replay.signed_in().await);
     assert!(
         app.state
-            .web
-            .sessions()
+            .sessions
+            .store()
             .get_session(&record.id_hash)
             .await
             .unwrap()
@@ -440,17 +440,17 @@ async fn the_sweeper_purges_idle_sessions() {
     let browser = Browser::new(&app);
     browser.sign_in(&app, "idp", "bob").await;
     let record = session_of(&app, &browser).await.unwrap();
-    app.state.web.purge(app.engine.now()).await;
+    app.state.sessions.purge(app.engine.now()).await;
     assert!(
         session_of(&app, &browser).await.is_some(),
         "a live session stays"
     );
     app.clock.advance(Duration::minutes(31));
-    app.state.web.purge(app.engine.now()).await;
+    app.state.sessions.purge(app.engine.now()).await;
     let gone = app
         .state
-        .web
-        .sessions()
+        .sessions
+        .store()
         .get_session(&record.id_hash)
         .await
         .unwrap();

@@ -9,15 +9,15 @@ use countersign_core::{EngineError, ParamType};
 use serde_json::{Map, Value};
 
 use super::{layout, require};
-use crate::api::AppState;
+use crate::session::Session;
+use crate::state::AppState;
 use crate::web::WebError;
 use crate::web::format::{span, value};
 use crate::web::login::{param, params};
-use crate::web::session::{self, Session};
 use crate::web::templates::{FieldView, GateChoice, GateFormPage, NewPage, render};
 
 /// `GET /new`: the gates the signed-in person may request.
-pub async fn new_request(
+pub(crate) async fn new_request(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -150,7 +150,7 @@ fn gate_form_page(
 }
 
 /// `GET /new/{gate}`: the gate's form, with an input per parameter.
-pub async fn gate_form(
+pub(crate) async fn gate_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -172,7 +172,7 @@ pub async fn gate_form(
 }
 
 /// `POST /new/{gate}`: creates the request and shows it.
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -181,7 +181,9 @@ pub async fn create(
 ) -> Result<Response, WebError> {
     let session = session_or_return!(state, headers, uri);
     let pairs = params(&form)?;
-    session::check_form(&state, &session, &headers, param(&pairs, "csrf"))?;
+    state
+        .sessions
+        .check_form(&session, &headers, param(&pairs, "csrf"))?;
     let gate = state
         .engine
         .gates()

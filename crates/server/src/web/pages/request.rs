@@ -10,12 +10,12 @@ use countersign_core::request::ApprovalPath;
 use countersign_core::{Digest, PrincipalKind, Request, RequestId, State as RequestState, Verdict};
 
 use super::{layout, request_id, require};
-use crate::api::AppState;
+use crate::session::Session;
+use crate::state::AppState;
 use crate::web::WebError;
 use crate::web::format::{absolute, ago, left, span, value, who, who_detail, with_query};
 use crate::web::login::{param, params};
 use crate::web::return_to::local_path;
-use crate::web::session::{self, Session};
 use crate::web::templates::{ApprovalView, DecisionView, Live, RequestPage, RuleView, render};
 
 /// The longest comment carried through a fresh sign-in in the return URL.
@@ -50,7 +50,7 @@ fn notice(done: Option<&str>) -> &'static str {
 }
 
 /// `GET /requests/{id}`.
-pub async fn request(
+pub(crate) async fn request(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -276,7 +276,7 @@ async fn request_with_error(
 }
 
 /// `POST /requests/{id}/decide`: approve or reject with the digest the page showed.
-pub async fn decide(
+pub(crate) async fn decide(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -286,7 +286,9 @@ pub async fn decide(
     let session = session_or_return!(state, headers, uri);
     let id = request_id(&id)?;
     let pairs = params(&form)?;
-    session::check_form(&state, &session, &headers, param(&pairs, "csrf"))?;
+    state
+        .sessions
+        .check_form(&session, &headers, param(&pairs, "csrf"))?;
     let verdict = match param(&pairs, "verdict") {
         Some("approve") => Verdict::Approve,
         Some("reject") => Verdict::Reject,
@@ -363,7 +365,9 @@ async fn finish_request(
     let session = session_or_return!(state, headers, uri);
     let id = request_id(&id)?;
     let pairs = params(&form)?;
-    session::check_form(&state, &session, &headers, param(&pairs, "csrf"))?;
+    state
+        .sessions
+        .check_form(&session, &headers, param(&pairs, "csrf"))?;
     let who = session.principal();
     let result = match action {
         "cancel" => state.engine.cancel(who, &id, None).await,
@@ -378,7 +382,7 @@ async fn finish_request(
 }
 
 /// `POST /requests/{id}/cancel` (the requester).
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
@@ -389,7 +393,7 @@ pub async fn cancel(
 }
 
 /// `POST /requests/{id}/revoke` (the requester, or an eligible approver).
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
     uri: Uri,

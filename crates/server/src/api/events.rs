@@ -1,4 +1,4 @@
-//! Server-sent events for live pages (and any client that prefers a stream to polling):
+//! Server-sent events for the live pages and any client that prefers a stream to polling:
 //!
 //! - `GET /api/v1/requests/{id}/events`: `event: request` with the request (the API's JSON
 //!   shape) now and after every change, until it reaches a final state;
@@ -16,14 +16,17 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
 use countersign_core::{Principal, PrincipalKind, Request, RequestId, State as RequestState};
 use futures_util::Stream;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
-use crate::api::{ApiError, AppState, Caller, views};
+use super::extract::PathId;
+use countersign_api::{ErrorBody, InboxChange};
+use countersign_core::view::RequestView;
+
+use super::{ApiError, AppState, Caller};
 
 /// How long one stream stays open before the client is asked to reconnect.
-pub const STREAM_LIFETIME: Duration = Duration::from_secs(300);
+const STREAM_LIFETIME: Duration = Duration::from_secs(300);
 /// How long a browser waits before reconnecting, in milliseconds.
 const RETRY_MS: u64 = 2000;
 
@@ -43,19 +46,40 @@ fn stream(rx: mpsc::Receiver<Event>) -> EventStream {
 }
 
 fn request_event(state: &AppState, r: &Request) -> Event {
-    let data = views::request(r, state.engine.evaluate(r).as_ref());
+    let evaluation = state.engine.evaluate(r);
+    let data = serde_json::to_string(&RequestView::new(r, evaluation.as_ref()))
+        .unwrap_or_else(|_| "{}".to_owned());
     Event::default()
         .event("request")
         .id(r.version.to_string())
         .retry(Duration::from_millis(RETRY_MS))
-        .data(data.to_string())
+        .data(data)
 }
 
-/// `GET /api/v1/requests/{id}/events`.
-pub async fn request_events(
+/// Follow a request as server-sent events
+///
+/// A `text/event-stream` of the request, if the caller may see it (same rule as
+/// `getRequest`): an `event: request` whose `data` is the request (the `Request` schema) and
+/// whose `id` is its version, at once and after every change, including reaching its expiry.
+/// The stream ends once the request is final (`rejected`, `expired`, `cancelled`, `revoked`)
+/// or after five minutes; clients reconnect (`retry` is sent). Comments keep the connection
+/// alive. Besides a bearer token, a browser may authenticate with its countersign session
+/// cookie (GET only; the stream does not extend the session).
+#[utoipa::path(
+    get, path = "/api/v1/requests/{id}/events", operation_id = "streamRequestEvents",
+    tag = "requests", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The request id. Anything that is not a request id answers 404 `not_found`.", pattern = r"^req_[0-9A-HJKMNP-TV-Z]{26}$")),
+    responses(
+        (status = 200, description = "The event stream; each event's `data` is a `Request`.", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthenticated`: no valid bearer token or session.", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such request, or the caller may not see it (audited).", body = ErrorBody),
+        (status = 500, description = "`internal`: the server log has details.", body = ErrorBody),
+    )
+)]
+pub(super) async fn request_events(
     State(state): State<AppState>,
     Caller(who): Caller,
-    crate::api::PathId(id): crate::api::PathId,
+    PathId(id): PathId,
 ) -> Result<EventStream, ApiError> {
     // Subscribe before the first read so no change slips between them.
     let mut changes = state.changes.subscribe();
@@ -132,11 +156,38 @@ fn changed_event(id: Option<RequestId>, version: Option<i64>) -> Event {
     Event::default()
         .event("changed")
         .retry(Duration::from_millis(RETRY_MS))
-        .data(json!({"id": id, "version": version}).to_string())
+        .data(
+            serde_json::to_string(&InboxChange {
+                id: id.map(|id| id.to_string()),
+                version,
+            })
+            .unwrap_or_else(|_| "{}".to_owned()),
+        )
 }
 
-/// `GET /api/v1/inbox/events`.
-pub async fn inbox_events(State(state): State<AppState>, Caller(who): Caller) -> EventStream {
+/// Follow changes to your requests and your inbox as server-sent events
+///
+/// A `text/event-stream`: first `event: ready`, then an `event: changed` whose `data` is an
+/// `InboxChange`, `{"id", "version"}`, whenever a request changes that the caller requested,
+/// decided, or is eligible to decide by their claims (so a new request appears in, and a
+/// decided one leaves, their inbox). When the server could not keep up, `data` is
+/// `{"id": null, "version": null}`: re-read the list. Fetch the request itself with
+/// `getRequest`. The stream ends after five minutes; clients reconnect (`retry` is sent).
+/// Besides a bearer token, a browser may authenticate with its countersign session cookie
+/// (GET only; the stream does not extend the session).
+#[utoipa::path(
+    get, path = "/api/v1/inbox/events", operation_id = "streamInboxEvents", tag = "requests",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The event stream; each `changed` event's `data` is an `InboxChange`.", content_type = "text/event-stream", body = String),
+        (status = 401, description = "`unauthenticated`: no valid bearer token or session.", body = ErrorBody),
+        (status = 500, description = "`internal`: the server log has details.", body = ErrorBody),
+    )
+)]
+pub(super) async fn inbox_events(
+    State(state): State<AppState>,
+    Caller(who): Caller,
+) -> EventStream {
     let mut changes = state.changes.subscribe();
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {

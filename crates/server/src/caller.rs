@@ -1,5 +1,5 @@
-//! Who is calling: the bearer token from the `Authorization` header, verified against the
-//! configured issuers. A failure is a 401 with an RFC 6750 challenge and an audit event naming
+//! Who is calling the API: the bearer token from the `Authorization` header, verified against
+//! the configured issuers. A failure is a 401 with an RFC 6750 challenge and an audit event naming
 //! the reason, never the token.
 //!
 //! Without an `Authorization` header, a GET (reads and event streams, which change nothing)
@@ -15,11 +15,12 @@ use axum::http::request::Parts;
 use countersign_core::Principal;
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The verified caller.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Arc<Principal>);
+pub(crate) struct Caller(pub Arc<Principal>);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -40,8 +41,10 @@ impl FromRequestParts<AppState> for Caller {
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             if parts.method == axum::http::Method::GET
-                && let Some(principal) =
-                    crate::web::session::api_principal(state, &parts.headers).await
+                && let Some(principal) = state
+                    .sessions
+                    .api_principal(&state.engine, &parts.headers)
+                    .await
             {
                 return Ok(Caller(Arc::new(principal)));
             }
