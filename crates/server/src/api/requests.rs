@@ -202,11 +202,16 @@ async fn decide(
         .digest
         .parse()
         .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_digest", "digest must be sha256: followed by 64 lowercase hex characters, as shown on the request"))?;
-    let request = state
+    let decided = state
         .engine
         .decide(&who, &id, verdict, &digest, body.comment)
         .await?;
-    Ok(view(&state, &request))
+    // The engine returns the standing it worked out: no second evaluation.
+    Ok(Json(RequestView::new(
+        &decided.request,
+        Some(&decided.evaluation),
+    ))
+    .into_response())
 }
 
 pub(super) async fn approve(
