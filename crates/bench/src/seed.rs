@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use countersign_core::audit::{Actor, AuditEvent, GENESIS_HASH, NewAuditEvent};
+use countersign_core::audit::{Actor, AuditAction, AuditEvent, GENESIS_HASH, NewAuditEvent};
 use countersign_core::request::content_digest;
 use countersign_core::time::{from_millis, rfc3339};
 use countersign_core::{Digest, Identity, Principal, PrincipalKind, RequestId, Timestamp};
@@ -437,7 +437,7 @@ impl Generator {
         b: &mut Batch,
         at_ms: i64,
         actor: Actor,
-        action: &str,
+        action: AuditAction,
         request: Option<(RequestId, &Digest)>,
         detail: Value,
     ) {
@@ -445,7 +445,7 @@ impl Generator {
             NewAuditEvent {
                 at: at(at_ms),
                 actor,
-                action: action.to_owned(),
+                action,
                 request_id: request.map(|(id, _)| id),
                 digest: request.map(|(_, d)| d.clone()),
                 detail,
@@ -514,7 +514,11 @@ impl Generator {
             b,
             at_ms,
             Actor::from(&who.identity),
-            &format!("decision.{verdict}"),
+            if approve {
+                AuditAction::DecisionApprove
+            } else {
+                AuditAction::DecisionReject
+            },
             Some((id, digest)),
             detail,
         );
@@ -558,7 +562,7 @@ impl Generator {
             b,
             created_ms,
             requester_actor.clone(),
-            "request.created",
+            AuditAction::RequestCreated,
             Some((id, &digest)),
             json!({
                 "gate": gate.name(),
@@ -610,7 +614,7 @@ impl Generator {
                         b,
                         security_ms,
                         Actor::from(&self.security[security].principal.identity),
-                        "request.approved",
+                        AuditAction::RequestApproved,
                         Some((id, &digest)),
                         detail,
                     );
@@ -632,7 +636,7 @@ impl Generator {
                             b,
                             issued_ms,
                             requester_actor.clone(),
-                            "grant.issued",
+                            AuditAction::GrantIssued,
                             Some((id, &digest)),
                             json!({
                                 "jti": jti,
@@ -652,7 +656,7 @@ impl Generator {
                         b,
                         security_ms,
                         Actor::from(&self.security[security].principal.identity),
-                        "request.rejected",
+                        AuditAction::RequestRejected,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "rule": "security"}),
                     );
@@ -663,7 +667,7 @@ impl Generator {
                         b,
                         expires_ms,
                         Actor::system(),
-                        "request.expired",
+                        AuditAction::RequestExpired,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "expires_at": rfc3339(&at(expires_ms))}),
                     );
@@ -675,7 +679,7 @@ impl Generator {
                         b,
                         cancelled_ms,
                         requester_actor.clone(),
-                        "request.cancelled",
+                        AuditAction::RequestCancelled,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "reason": "not needed any more"}),
                     );
@@ -732,7 +736,7 @@ impl Generator {
                 b,
                 created_ms + 1 + k as i64,
                 Actor::anonymous(),
-                "auth.failed",
+                AuditAction::AuthFailed,
                 None,
                 json!({"reason": "invalid_token", "detail": {"error": "the token has expired"}}),
             );

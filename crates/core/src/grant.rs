@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::audit::AuditAction;
 use crate::gate::Gate;
 use crate::ids::RequestId;
 use crate::policy::Evaluation;
@@ -124,7 +125,7 @@ pub struct Delivery {
 /// gate. `payload_data` is the request as the API shows it.
 pub fn outbox_for(
     gate: &Gate,
-    event: &str,
+    event: AuditAction,
     request: &Request,
     payload_data: &Value,
     at: Timestamp,
@@ -132,15 +133,15 @@ pub fn outbox_for(
     gate.webhooks
         .iter()
         .enumerate()
-        .filter(|(_, w)| w.events.iter().any(|e| e == event))
+        .filter(|(_, w)| w.events.contains(&event))
         .map(|(i, w)| OutboxMessage {
             id: format!("msg_{}", RequestId::generate(at).to_string().trim_start_matches("req_")),
             gate: gate.name.clone(),
             webhook: u32::try_from(i).unwrap_or(u32::MAX),
             url: w.url.clone(),
-            event: event.to_string(),
+            event: event.as_str().to_owned(),
             request_id: request.id,
-            payload: json!({"type": event, "timestamp": crate::time::rfc3339(&at), "data": payload_data}),
+            payload: json!({"type": event.as_str(), "timestamp": crate::time::rfc3339(&at), "data": payload_data}),
             created_at: at,
         })
         .collect()

@@ -510,7 +510,7 @@ pub fn decide(
     let mut events = vec![crate::audit::NewAuditEvent {
         at: permit.now,
         actor: actor.clone(),
-        action: format!("decision.{}", permit.verdict.as_str()),
+        action: crate::audit::AuditAction::deciding(permit.verdict),
         request_id: Some(request.id),
         digest: Some(request.digest.clone()),
         detail: json!({
@@ -527,7 +527,7 @@ pub fn decide(
         Outcome::Approved => (State::Approved, Some(ApprovalPath::Quorum)),
         Outcome::Rejected { .. } => (State::Rejected, None),
     };
-    if state != State::Pending {
+    if let Some(action) = crate::audit::AuditAction::reaching(state) {
         let detail = match &evaluation.outcome {
             Outcome::Rejected { rule } => json!({"gate": gate.name, "rule": rule}),
             _ => json!({
@@ -545,7 +545,7 @@ pub fn decide(
         events.push(crate::audit::NewAuditEvent {
             at: permit.now,
             actor,
-            action: format!("request.{}", state.as_str()),
+            action,
             request_id: Some(request.id),
             digest: Some(request.digest.clone()),
             detail,

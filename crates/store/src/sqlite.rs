@@ -1436,7 +1436,7 @@ mod tests {
             .map(|i| NewAuditEvent {
                 at: countersign_core::time::from_millis(1_000).expect("time"),
                 actor: audit::Actor::system(),
-                action: "test.event".into(),
+                action: audit::AuditAction::KeyCreated,
                 request_id: None,
                 digest: None,
                 detail: json!({ "i": i }),

@@ -248,7 +248,7 @@ mod fixtures {
         NewAuditEvent {
             at: at(1),
             actor: Actor::system(),
-            action: action.to_string(),
+            action: action.parse().expect("a known audit action"),
             request_id: request.map(|r| r.id),
             digest: request.map(|r| r.digest.clone()),
             detail,
@@ -1152,7 +1152,7 @@ mod cases {
         // An event about a request the store has never seen is kept too.
         let ghost = request(2, "deploy-prod", &alice);
         db.store
-            .append_audit(&[event("request.refused", Some(&ghost), json!({}))])
+            .append_audit(&[event("access.denied", Some(&ghost), json!({}))])
             .await
             .expect("ghost"); // 7
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use countersign_core::audit::{Actor, NewAuditEvent};
+use countersign_core::audit::{Actor, AuditAction, NewAuditEvent};
 use countersign_core::grant::SigningKeyRecord;
 use countersign_core::ports::{Clock, GrantSigner, KeyStore};
 use countersign_core::time::{Timestamp, rfc3339};
@@ -174,7 +174,7 @@ impl KeyRing {
         let event = NewAuditEvent {
             at: now,
             actor: Actor::system(),
-            action: "key.rotated".into(),
+            action: AuditAction::KeyRotated,
             request_id: None,
             digest: None,
             detail: json!({
@@ -349,7 +349,7 @@ impl KeyRing {
         let event = NewAuditEvent {
             at: now,
             actor: Actor::system(),
-            action: "key.created".into(),
+            action: AuditAction::KeyCreated,
             request_id: None,
             digest: None,
             detail: json!({

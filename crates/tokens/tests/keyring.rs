@@ -142,7 +142,7 @@ async fn load_creates_an_audited_first_key_once() {
     {
         let events = fx.store.events.lock().unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].action, "key.created");
+        assert_eq!(events[0].action.as_str(), "key.created");
         assert_eq!(events[0].actor.subject, "system");
         assert_eq!(events[0].detail["kid"], stored[0].kid.as_str());
     }
@@ -385,7 +385,7 @@ async fn rotation_publishes_first_switches_and_retires_later() {
             assert_eq!(stored[0].publish_until, Some(until));
             let events = fx.store.events.lock().unwrap();
             let rotated = events.last().unwrap();
-            assert_eq!(rotated.action, "key.rotated");
+            assert_eq!(rotated.action.as_str(), "key.rotated");
             assert_eq!(rotated.detail["kid"], new.kid.as_str());
             assert_eq!(rotated.detail["previous_kid"], old_kid.as_str());
             assert_eq!(rotated.actor.subject, "system");

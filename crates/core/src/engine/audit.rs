@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Engine;
-use crate::audit::{Actor, AuditEvent, NewAuditEvent};
+use crate::audit::{Actor, AuditAction, AuditEvent, NewAuditEvent};
 use crate::error::EngineError;
 use crate::ports::AuditQuery;
 use crate::principal::Principal;
@@ -26,13 +26,13 @@ impl Engine {
     pub async fn record_operator_action(
         &self,
         who: &Principal,
-        action: &str,
+        action: AuditAction,
         detail: Value,
     ) -> Result<(), EngineError> {
         let event = NewAuditEvent {
             at: self.clock.now(),
             actor: Actor::from(&who.identity),
-            action: action.to_string(),
+            action,
             request_id: None,
             digest: None,
             detail,
@@ -87,7 +87,7 @@ impl Engine {
         let event = NewAuditEvent {
             at: self.clock.now(),
             actor: Actor::anonymous(),
-            action: "auth.failed".into(),
+            action: AuditAction::AuthFailed,
             request_id: None,
             digest: None,
             detail: json!({"reason": reason, "detail": detail}),
@@ -107,7 +107,7 @@ impl Engine {
         let event = NewAuditEvent {
             at: self.clock.now(),
             actor: Actor::from(&who.identity),
-            action: "access.denied".into(),
+            action: AuditAction::AccessDenied,
             request_id: request.map(|r| r.id),
             digest: request.map(|r| r.digest.clone()),
             detail: json!({"attempted": attempted, "reason": code, "rule": rule, "detail": extra}),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::Engine;
-use crate::audit::{Actor, NewAuditEvent};
+use crate::audit::{Actor, AuditAction, NewAuditEvent};
 use crate::condition::Condition;
 use crate::error::EngineError;
 use crate::gate::{Gate, Requirement};
@@ -104,7 +104,7 @@ impl Engine {
         let mut events = vec![NewAuditEvent {
             at: now,
             actor: actor.clone(),
-            action: "request.created".into(),
+            action: AuditAction::RequestCreated,
             request_id: Some(id),
             digest: Some(digest.clone()),
             detail: json!({
@@ -121,7 +121,7 @@ impl Engine {
             events.push(NewAuditEvent {
                 at: now,
                 actor,
-                action: "request.approved".into(),
+                action: AuditAction::RequestApproved,
                 request_id: Some(id),
                 digest: Some(digest.clone()),
                 detail: json!({"gate": gate.name, "path": "auto_approved",
@@ -150,9 +150,9 @@ impl Engine {
             updated_at: now,
             decisions: Vec::new(),
         };
-        let mut outbox = self.announce("request.created", &request, None, now);
+        let mut outbox = self.announce(AuditAction::RequestCreated, &request, None, now);
         if auto {
-            outbox.extend(self.announce("request.approved", &request, None, now));
+            outbox.extend(self.announce(AuditAction::RequestApproved, &request, None, now));
         }
         self.store
             .insert_request(&request, &events, &outbox)

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::create::{MAX_COMMENT, text_field};
 use super::{Attempt, Engine};
+use crate::audit::AuditAction;
 use crate::error::EngineError;
 use crate::gate::Requirement;
 use crate::ids::{Digest, RequestId};
@@ -80,10 +81,9 @@ impl Engine {
                 .await?;
                 return Err(EngineError::DigestMismatch);
             };
-            if decided.request.state != State::Pending {
-                let event = format!("request.{}", decided.request.state.as_str());
+            if let Some(event) = AuditAction::reaching(decided.request.state) {
                 decided.transition.outbox =
-                    self.announce(&event, &decided.request, Some(&decided.evaluation), now);
+                    self.announce(event, &decided.request, Some(&decided.evaluation), now);
             }
             match self.store.apply(&decided.transition).await {
                 Ok(()) => {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::create::{MAX_REASON, text_field};
 use super::{Attempt, Engine};
-use crate::audit::{Actor, NewAuditEvent};
+use crate::audit::{Actor, AuditAction, NewAuditEvent};
 use crate::error::EngineError;
 use crate::gate::Requirement;
 use crate::ids::RequestId;
@@ -78,13 +78,20 @@ impl Engine {
         reason: Option<String>,
         authorize: impl Fn(&Self, &Request) -> Result<(), EngineError>,
     ) -> Result<Request, EngineError> {
-        let action = &format!("request.{}", target.as_str());
+        let action = AuditAction::reaching(target).ok_or(EngineError::WrongState(target))?;
         let (reason, authorize) = (&reason, &authorize);
         self.retry(|| async move {
-            let request = self.visible(who, id, action).await?;
+            let request = self.visible(who, id, action.as_str()).await?;
             if let Err(e) = authorize(self, &request) {
-                self.audit_refusal(who, action, Some(&request), None, e.code(), json!({}))
-                    .await?;
+                self.audit_refusal(
+                    who,
+                    action.as_str(),
+                    Some(&request),
+                    None,
+                    e.code(),
+                    json!({}),
+                )
+                .await?;
                 return Err(e);
             }
             let now = self.clock.now();
@@ -107,7 +114,7 @@ impl Engine {
                 events: vec![NewAuditEvent {
                     at: now,
                     actor: Actor::from(&who.identity),
-                    action: action.clone(),
+                    action,
                     request_id: Some(request.id),
                     digest: Some(request.digest.clone()),
                     detail: json!({"gate": request.gate, "reason": reason}),
@@ -146,7 +153,7 @@ impl Engine {
             events: vec![NewAuditEvent {
                 at: now,
                 actor: Actor::system(),
-                action: "request.expired".into(),
+                action: AuditAction::RequestExpired,
                 request_id: Some(request.id),
                 digest: Some(request.digest.clone()),
                 detail: json!({"gate": request.gate, "expires_at": crate::time::rfc3339(&request.expires_at)}),
@@ -154,7 +161,7 @@ impl Engine {
             outbox: Vec::new(),
         };
         let next = transition.apply_to(request.clone());
-        transition.outbox = self.announce("request.expired", &next, None, now);
+        transition.outbox = self.announce(AuditAction::RequestExpired, &next, None, now);
         match self.store.apply(&transition).await {
             Ok(()) => {
                 self.changed(&next);

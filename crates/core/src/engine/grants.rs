@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::{Attempt, Engine};
-use crate::audit::{Actor, NewAuditEvent};
+use crate::audit::{Actor, AuditAction, NewAuditEvent};
 use crate::error::EngineError;
 use crate::grant::{GrantRecord, grant_claims, window_end};
 use crate::ids::RequestId;
@@ -118,7 +118,7 @@ impl Engine {
             let events = [NewAuditEvent {
                 at: now,
                 actor: Actor::from(&who.identity),
-                action: "grant.issued".into(),
+                action: AuditAction::GrantIssued,
                 request_id: Some(request.id),
                 digest: Some(request.digest.clone()),
                 detail: json!({
@@ -130,7 +130,7 @@ impl Engine {
                     "single_use": gate.grant.single_use,
                 }),
             }];
-            let outbox = self.announce("grant.redeemed", &request, Some(&evaluation), now);
+            let outbox = self.announce(AuditAction::GrantIssued, &request, Some(&evaluation), now);
             match self
                 .store
                 .insert_grant(
@@ -188,7 +188,7 @@ impl Engine {
         let events = [NewAuditEvent {
             at: now,
             actor,
-            action: "grant.revoked".into(),
+            action: AuditAction::GrantRevoked,
             request_id: Some(grant.request_id),
             digest: None,
             detail: json!({"jti": jti}),

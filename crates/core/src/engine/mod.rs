@@ -15,6 +15,7 @@ mod list;
 
 use std::sync::Arc;
 
+use crate::audit::AuditAction;
 use crate::condition::Condition;
 use crate::error::EngineError;
 use crate::gate::{Gate, GateSet};
@@ -141,7 +142,7 @@ impl Engine {
     /// listens.
     fn announce(
         &self,
-        event: &str,
+        event: AuditAction,
         request: &Request,
         evaluation: Option<&Evaluation>,
         at: Timestamp,
@@ -149,11 +150,7 @@ impl Engine {
         let Some(gate) = self.gates.get(&request.gate) else {
             return Vec::new();
         };
-        if !gate
-            .webhooks
-            .iter()
-            .any(|w| w.events.iter().any(|e| e == event))
-        {
+        if !gate.webhooks.iter().any(|w| w.events.contains(&event)) {
             return Vec::new();
         }
         let computed;

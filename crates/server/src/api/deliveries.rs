@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use countersign_core::audit::AuditAction;
 use countersign_core::grant::{Delivery, DeliveryState};
 use countersign_core::time::rfc3339;
 use serde::Deserialize;
@@ -121,7 +122,7 @@ pub(super) async fn retry(
     }
     state
         .engine
-        .record_operator_action(&who, "webhooks.retry", json!({"delivery": id}))
+        .record_operator_action(&who, AuditAction::WebhookRetry, json!({"delivery": id}))
         .await?;
     Ok(Json(json!({"id": id, "state": "pending"})))
 }

@@ -10,6 +10,7 @@
 use axum::extract::{RawForm, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use countersign_core::audit::AuditAction;
 use countersign_core::ports::LoginTransaction;
 use countersign_identity::Callback;
 use serde_json::json;
@@ -265,7 +266,7 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
     audit(
         state,
         &principal,
-        "auth.login",
+        AuditAction::AuthLogin,
         json!({"issuer": issuer, "sid": sid, "fresh_authentication": transaction.max_age.is_some()}),
     )
     .await;
@@ -400,7 +401,7 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
     audit(
         &state,
         &who,
-        "auth.logout",
+        AuditAction::AuthLogout,
         json!({"reason": "backchannel_logout", "sid": notice.sid, "sessions": ended, "jti": notice.jti}),
     )
     .await;

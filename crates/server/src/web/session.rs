@@ -8,6 +8,7 @@
 
 use axum::http::header::{ORIGIN, REFERER};
 use axum::http::{HeaderMap, HeaderName};
+use countersign_core::audit::AuditAction;
 use countersign_core::ports::WebSession;
 use countersign_core::secret::Secret;
 use countersign_core::{Principal, Timestamp};
@@ -198,7 +199,7 @@ pub async fn end(state: &AppState, record: &WebSession, reason: &str) -> Result<
     audit(
         state,
         &record.principal,
-        "auth.logout",
+        AuditAction::AuthLogout,
         json!({"reason": reason, "sid": record.sid}),
     )
     .await;
@@ -281,13 +282,18 @@ pub fn check_form(
 }
 
 /// Appends an audit event for `who`; a failure to audit is logged (the page still answers).
-pub async fn audit(state: &AppState, who: &Principal, action: &str, detail: serde_json::Value) {
+pub async fn audit(
+    state: &AppState,
+    who: &Principal,
+    action: AuditAction,
+    detail: serde_json::Value,
+) {
     if let Err(e) = state
         .engine
         .record_operator_action(who, action, detail)
         .await
     {
-        tracing::error!(error = %e, action, "could not audit a sign-in event");
+        tracing::error!(error = %e, action = action.as_str(), "could not audit a sign-in event");
     }
 }
 
