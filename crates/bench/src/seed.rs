@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use countersign_core::audit::{Actor, AuditAction, AuditEvent, GENESIS_HASH, NewAuditEvent};
+use countersign_core::principal::VerifiedClaims;
 use countersign_core::request::content_digest;
 use countersign_core::time::{from_millis, rfc3339};
 use countersign_core::{Digest, Identity, Principal, PrincipalKind, RequestId, Timestamp};
@@ -217,7 +218,7 @@ fn person(issuer_url: &str, sub: &str, name: &str, groups: &[&str], team: &str) 
     ] {
         claims.insert(k.into(), v);
     }
-    let principal = Principal {
+    let principal = Principal::from_verified(VerifiedClaims {
         identity: Identity::new(ISSUER, sub),
         kind: PrincipalKind::Human,
         name: Some(name.into()),
@@ -226,7 +227,7 @@ fn person(issuer_url: &str, sub: &str, name: &str, groups: &[&str], team: &str) 
         claims,
         auth_time: None,
         actor: None,
-    };
+    });
     let json = serde_json::to_string(&principal).unwrap_or_default();
     let summary_json = serde_json::to_string(&principal.summary()).unwrap_or_default();
     Person {
@@ -493,7 +494,7 @@ impl Generator {
             Cell::Text(id.to_string()),
             Cell::Int(ordinal),
             Cell::from(ISSUER),
-            Cell::Text(who.identity.subject.clone()),
+            Cell::Text(who.identity().subject.clone()),
             Cell::Text(approver.summary_json.clone()),
             Cell::from(verdict),
             Cell::from(comment),
@@ -507,13 +508,13 @@ impl Generator {
             "rule": approve.then_some(rule),
             "eligible_rules": [rule],
             "comment": comment,
-            "approver_name": who.name,
-            "approver_email": who.email,
+            "approver_name": who.name(),
+            "approver_email": who.email(),
         });
         self.event(
             b,
             at_ms,
-            Actor::from(&who.identity),
+            Actor::from(who.identity()),
             if approve {
                 AuditAction::DecisionApprove
             } else {
@@ -554,9 +555,9 @@ impl Generator {
         );
         let id = RequestId::generate(at(created_ms));
         self.ids.push(id);
-        let requester_actor = Actor::from(&who.identity);
+        let requester_actor = Actor::from(who.identity());
         let requester_json = self.requesters[requester].json.clone();
-        let requester_subject = who.identity.subject.clone();
+        let requester_subject = who.identity().subject.clone();
         let params_json = serde_json::to_string(&params).unwrap_or_default();
         self.event(
             b,
@@ -582,8 +583,8 @@ impl Generator {
                 "gate": gate.name(),
                 "path": "quorum",
                 "rules": [
-                    {"name": "sre", "approvers": [{"issuer": ISSUER, "subject": g.sre[sre].principal.identity.subject}]},
-                    {"name": "security", "approvers": [{"issuer": ISSUER, "subject": g.security[security].principal.identity.subject}]},
+                    {"name": "sre", "approvers": [{"issuer": ISSUER, "subject": g.sre[sre].principal.identity().subject}]},
+                    {"name": "security", "approvers": [{"issuer": ISSUER, "subject": g.security[security].principal.identity().subject}]},
                 ],
             })
         };
@@ -613,7 +614,7 @@ impl Generator {
                     self.event(
                         b,
                         security_ms,
-                        Actor::from(&self.security[security].principal.identity),
+                        Actor::from(self.security[security].principal.identity()),
                         AuditAction::RequestApproved,
                         Some((id, &digest)),
                         detail,
@@ -655,7 +656,7 @@ impl Generator {
                     self.event(
                         b,
                         security_ms,
-                        Actor::from(&self.security[security].principal.identity),
+                        Actor::from(self.security[security].principal.identity()),
                         AuditAction::RequestRejected,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "rule": "security"}),

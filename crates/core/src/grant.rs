@@ -166,16 +166,16 @@ pub fn grant_claims(
         .filter(|(_, d)| d.verdict == crate::request::Verdict::Approve)
         .map(|(i, d)| {
             json!({
-                "iss": d.approver.identity.issuer,
-                "sub": d.approver.identity.subject,
-                "name": d.approver.name,
+                "iss": d.approver.identity().issuer,
+                "sub": d.approver.identity().subject,
+                "name": d.approver.name(),
                 "rule": evaluation.rule_of(i),
             })
         })
         .collect();
     let expires = window_end(gate, request).unwrap_or(now);
     json!({
-        "sub": request.requester.identity.subject,
+        "sub": request.requester.identity().subject,
         "aud": gate.grant.audience,
         "iat": now.timestamp(),
         "nbf": now.timestamp(),
@@ -187,7 +187,7 @@ pub fn grant_claims(
         "gate": gate.name,
         "params": request.params,
         "digest": request.digest,
-        "requester": {"iss": request.requester.identity.issuer, "sub": request.requester.identity.subject},
+        "requester": {"iss": request.requester.identity().issuer, "sub": request.requester.identity().subject},
         "approval": request.approval,
         "approvers": approvers,
     })

@@ -868,13 +868,15 @@ fn every_error_code_the_code_answers_with_is_documented() {
 
     // Codes carried by Invalid / Forbidden, from the engine.
     // The engine is a folder of modules, one per use case: read them as one text.
-    let engine: String = ["mod", "create", "list", "decide", "finish", "grants", "audit"]
-        .iter()
-        .map(|m| {
-            read_source(&format!("../core/src/engine/{m}.rs"))
-                .unwrap_or_else(|| panic!("core/src/engine/{m}.rs"))
-        })
-        .collect();
+    let engine: String = [
+        "mod", "create", "list", "decide", "finish", "grants", "audit",
+    ]
+    .iter()
+    .map(|m| {
+        read_source(&format!("../core/src/engine/{m}.rs"))
+            .unwrap_or_else(|| panic!("core/src/engine/{m}.rs"))
+    })
+    .collect();
     let invalid = status_of_variant["Invalid"].clone();
     let forbidden = status_of_variant["Forbidden"].clone();
     for (call, status) in [
@@ -1046,8 +1048,8 @@ fn sample_request() -> (
 
     let at = from_millis(1_767_225_600_123).unwrap();
     let mut alice = Principal::human("okta", "alice");
-    alice.name = Some("Alice".into());
-    alice.email = Some("alice@example.com".into());
+    alice.testing_mut().name = Some("Alice".into());
+    alice.testing_mut().email = Some("alice@example.com".into());
     let bob = Principal::human("okta", "bob");
     let carol = Principal::human("google", "carol");
     let digest = Digest::of_json(&json!({"gate": "deploy"}));

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{Duration, TimeZone, Utc};
 use countersign_core::audit::NewAuditEvent;
 use countersign_core::grant::SigningKeyRecord;
-use countersign_core::ports::{Clock, GrantSigner, KeyStore, ManualClock, StoreError};
+use countersign_core::ports::{Clock, GrantSigner, KeyStore, ManualClock, SignError, StoreError};
 use countersign_core::time::Timestamp;
 use countersign_tokens::{Kek, KeyRing, SigningAlg, generate_key};
 use serde_json::{Value, json};
@@ -594,7 +594,11 @@ async fn sign_reloads_once_when_no_key_in_memory_is_usable() {
         .sign(&claims(now, Duration::minutes(5)))
         .await
         .unwrap_err();
-    assert!(err.contains("no signing key is usable"), "{err}");
+    assert!(matches!(err, SignError::NoUsableKey), "{err}");
+    assert!(
+        err.to_string().contains("no signing key is usable"),
+        "{err}"
+    );
 
     // Someone else adds a key that signs now: the next sign finds it without a reload call.
     let current = generate_key(SigningAlg::Es256, &fx.kek, now, now);

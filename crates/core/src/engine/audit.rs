@@ -31,7 +31,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let event = NewAuditEvent {
             at: self.clock.now(),
-            actor: Actor::from(&who.identity),
+            actor: Actor::from(who.identity()),
             action,
             request_id: None,
             digest: None,
@@ -106,7 +106,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let event = NewAuditEvent {
             at: self.clock.now(),
-            actor: Actor::from(&who.identity),
+            actor: Actor::from(who.identity()),
             action: AuditAction::AccessDenied,
             request_id: request.map(|r| r.id),
             digest: request.map(|r| r.digest.clone()),

@@ -39,7 +39,7 @@ pub struct NewRequest {
 
 impl Engine {
     /// Creates a request. It starts pending, or approved when the gate's auto-approve holds.
-    #[tracing::instrument(skip_all, fields(gate = %input.gate, requester = %who.identity))]
+    #[tracing::instrument(skip_all, fields(gate = %input.gate, requester = %who.identity()))]
     pub async fn create(&self, who: &Principal, input: NewRequest) -> Result<Request, EngineError> {
         let now = self.clock.now();
         let gate = self
@@ -100,7 +100,7 @@ impl Engine {
         );
         let id = RequestId::generate(now);
         let auto = policy::auto_approves(&gate, who, &content, now);
-        let actor = Actor::from(&who.identity);
+        let actor = Actor::from(who.identity());
         let mut events = vec![NewAuditEvent {
             at: now,
             actor: actor.clone(),
@@ -113,8 +113,8 @@ impl Engine {
                 "reason": reason,
                 "ticket": ticket,
                 "duration_seconds": duration_secs,
-                "requester_kind": who.kind.as_str(),
-                "requester_actor": who.actor,
+                "requester_kind": who.kind().as_str(),
+                "requester_actor": who.actor(),
             }),
         }];
         if auto {

@@ -38,7 +38,7 @@ impl Engine {
 
     /// Approves or rejects. The digest must be the one the approver was shown. Returns the
     /// request as decided with the rule standing the decision left it in.
-    #[tracing::instrument(skip_all, fields(request_id = %id, approver = %who.identity, verdict = verdict.as_str()))]
+    #[tracing::instrument(skip_all, fields(request_id = %id, approver = %who.identity(), verdict = verdict.as_str()))]
     pub async fn decide(
         &self,
         who: &Principal,
@@ -82,8 +82,8 @@ impl Engine {
                 return Err(EngineError::DigestMismatch);
             };
             if let Some(event) = AuditAction::reaching(decided.request.state) {
-                decided.transition.outbox =
-                    self.announce(event, &decided.request, Some(&decided.evaluation), now);
+                let outbox = self.announce(event, &decided.request, Some(&decided.evaluation), now);
+                decided.transition.set_outbox(outbox);
             }
             match self.store.apply(&decided.transition).await {
                 Ok(()) => {

@@ -12,7 +12,7 @@ use crate::error::EngineError;
 use crate::gate::Requirement;
 use crate::ids::RequestId;
 use crate::policy;
-use crate::ports::{StoreError, Transition};
+use crate::ports::{StoreError, Transition, TransitionParts};
 use crate::principal::{Principal, PrincipalKind};
 use crate::request::{Request, State};
 use crate::time::Timestamp;
@@ -50,7 +50,7 @@ impl Engine {
             if request.requester.same_person_as(who) {
                 return Ok(());
             }
-            let eligible = who.kind == PrincipalKind::Human
+            let eligible = who.kind() == PrincipalKind::Human
                 && engine.gates.get(&request.gate).is_some_and(|g| {
                     policy::approver_checks(g, request, who, engine.clock.now())
                         .iter()
@@ -103,7 +103,7 @@ impl Engine {
             if !state.can_move_to(target) {
                 return Err(EngineError::WrongState(state));
             }
-            let mut transition = Transition {
+            let mut transition = Transition::checked(TransitionParts {
                 request_id: request.id,
                 expected_version: request.version,
                 state: target,
@@ -113,16 +113,16 @@ impl Engine {
                 decision: None,
                 events: vec![NewAuditEvent {
                     at: now,
-                    actor: Actor::from(&who.identity),
+                    actor: Actor::from(who.identity()),
                     action,
                     request_id: Some(request.id),
                     digest: Some(request.digest.clone()),
                     detail: json!({"gate": request.gate, "reason": reason}),
                 }],
                 outbox: Vec::new(),
-            };
+            });
             let next = transition.apply_to(Arc::unwrap_or_clone(request));
-            transition.outbox = self.announce(action, &next, None, now);
+            transition.set_outbox(self.announce(action, &next, None, now));
             match self.store.apply(&transition).await {
                 Ok(()) => {
                     self.changed(&next);
@@ -142,7 +142,7 @@ impl Engine {
         request: &Request,
         now: Timestamp,
     ) -> Result<bool, EngineError> {
-        let mut transition = Transition {
+        let mut transition = Transition::checked(TransitionParts {
             request_id: request.id,
             expected_version: request.version,
             state: State::Expired,
@@ -159,9 +159,9 @@ impl Engine {
                 detail: json!({"gate": request.gate, "expires_at": crate::time::rfc3339(&request.expires_at)}),
             }],
             outbox: Vec::new(),
-        };
+        });
         let next = transition.apply_to(request.clone());
-        transition.outbox = self.announce(AuditAction::RequestExpired, &next, None, now);
+        transition.set_outbox(self.announce(AuditAction::RequestExpired, &next, None, now));
         match self.store.apply(&transition).await {
             Ok(()) => {
                 self.changed(&next);

@@ -14,13 +14,14 @@ use crate::policy;
 use crate::ports::{GrantSigner, StoreError};
 use crate::principal::Principal;
 use crate::request::{Request, State, content_value};
+use crate::secret::Secret;
 use crate::time::Timestamp;
 
 /// A grant token as issued.
 #[derive(Clone, Debug)]
 pub struct IssuedGrant {
-    /// The compact JWT.
-    pub token: String,
+    /// The compact JWT: a bearer credential.
+    pub token: Secret,
     /// Its `jti`.
     pub jti: String,
     /// Its `exp`.
@@ -44,7 +45,7 @@ impl Engine {
     ) -> Result<IssuedGrant, EngineError> {
         self.retry(|| async move {
             let request = self.get(who, id).await?;
-            if request.requester.identity != who.identity {
+            if request.requester.identity() != who.identity() {
                 self.audit_refusal(
                     who,
                     "grant.issue",
@@ -101,8 +102,8 @@ impl Engine {
             let jti = grant_id(now);
             let client_id = ["client_id", "azp"]
                 .iter()
-                .find_map(|c| who.claims.get(*c).and_then(Value::as_str))
-                .unwrap_or(&who.identity.subject)
+                .find_map(|c| who.claims().get(*c).and_then(Value::as_str))
+                .unwrap_or(&who.identity().subject)
                 .to_string();
             let evaluation = policy::evaluate(&gate.rules, &request.decisions);
             let claims = grant_claims(&gate, &request, &evaluation, &jti, &client_id, now);
@@ -117,7 +118,7 @@ impl Engine {
             };
             let events = [NewAuditEvent {
                 at: now,
-                actor: Actor::from(&who.identity),
+                actor: Actor::from(who.identity()),
                 action: AuditAction::GrantIssued,
                 request_id: Some(request.id),
                 digest: Some(request.digest.clone()),
@@ -143,7 +144,7 @@ impl Engine {
                 .await
             {
                 Ok(()) => Ok(Attempt::Done(IssuedGrant {
-                    token,
+                    token: Secret::new(token),
                     jti,
                     expires_at: end,
                     request,

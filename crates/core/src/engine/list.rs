@@ -149,7 +149,7 @@ impl Engine {
         let Some(gate) = self.gates.get(&request.gate) else {
             return false;
         };
-        who.principal().kind == PrincipalKind::Human
+        who.principal().kind() == PrincipalKind::Human
             && who.checks(gate, request).iter().any(|c| c.eligible)
     }
 
@@ -171,7 +171,7 @@ impl Engine {
         };
         match query.role {
             Some(Role::Requester) => {
-                filter.requester = Some(who.identity.clone());
+                filter.requester = Some(who.identity().clone());
                 filter.order = Order::NewestFirst;
             }
             Some(Role::Approver) => {
@@ -259,7 +259,7 @@ impl Engine {
                     who,
                 );
                 let can_request = policy::may_request(gate, who, &content, now).value;
-                let can_approve = who.kind == PrincipalKind::Human && {
+                let can_approve = who.kind() == PrincipalKind::Human && {
                     let approver = who.to_condition_value();
                     let now_v = Value::String(crate::time::rfc3339(&now));
                     let bindings = crate::condition::Bindings::new(&[
@@ -287,7 +287,7 @@ pub(super) fn took_part(who: &Principal, request: &Request) -> bool {
         || request
             .decisions
             .iter()
-            .any(|d| d.approver.identity == who.identity)
+            .any(|d| d.approver.identity() == who.identity())
 }
 
 /// The size of the next batch a listing reads, when `wanted` more items are needed, `kept` of

@@ -292,7 +292,7 @@ pub(super) async fn token(
 ) -> Result<Json<Value>, ApiError> {
     let grant = state.engine.issue_grant(&who, &id, &state.keys).await?;
     Ok(Json(json!({
-        "token": grant.token,
+        "token": grant.token.expose(),
         "token_type": "Bearer",
         "expires_at": countersign_core::time::rfc3339(&grant.expires_at),
         "jti": grant.jti,

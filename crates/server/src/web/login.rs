@@ -12,10 +12,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use countersign_core::audit::AuditAction;
 use countersign_core::ports::LoginTransaction;
+use countersign_core::principal::VerifiedClaims;
+use countersign_core::secret::{Secret, ct_eq};
+use countersign_core::{Identity, Principal, PrincipalKind};
 use countersign_identity::Callback;
 use serde_json::json;
 
-use super::cookies::{self, random_token, same_secret};
+use super::cookies::{self, random_token};
 use super::format::with_query;
 use super::return_to::local_path;
 use super::session::{self, Use, audit, audit_failure};
@@ -231,10 +234,12 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
             "the sign-in took too long; please start again",
         ));
     }
-    let bound = web
-        .cookies()
-        .login(headers)
-        .is_some_and(|cookie| same_secret(&cookies::hash(&cookie), &transaction.browser_binding));
+    let bound = web.cookies().login(headers).is_some_and(|cookie| {
+        ct_eq(
+            cookies::hash(&cookie).as_bytes(),
+            transaction.browser_binding.as_bytes(),
+        )
+    });
     if !bound {
         return Err(refuse(
             "browser_mismatch",
@@ -310,8 +315,8 @@ pub async fn logout(
     let target = web
         .rp()
         .end_session_url(
-            &current.record.principal.identity.issuer,
-            current.record.id_token.as_deref(),
+            &current.record.principal.identity().issuer,
+            current.record.id_token.as_ref().map(Secret::expose),
             &post_logout,
         )
         .await
@@ -396,8 +401,17 @@ pub async fn backchannel_logout(State(state): State<AppState>, RawForm(form): Ra
             );
         }
     };
-    let who =
-        countersign_core::Principal::human(&notice.issuer, notice.subject.as_deref().unwrap_or(""));
+    // The logout token was verified; its issuer and subject are all it says about who.
+    let who = Principal::from_verified(VerifiedClaims {
+        identity: Identity::new(&notice.issuer, notice.subject.as_deref().unwrap_or("")),
+        kind: PrincipalKind::Human,
+        name: None,
+        email: None,
+        groups: Vec::new(),
+        claims: serde_json::Map::new(),
+        auth_time: None,
+        actor: None,
+    });
     audit(
         &state,
         &who,

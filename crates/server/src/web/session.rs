@@ -16,7 +16,7 @@ use countersign_identity::SignedIn;
 use serde_json::json;
 
 use super::WebError;
-use super::cookies::{self, random_token, same_secret};
+use super::cookies::{self, random_token};
 use crate::api::AppState;
 
 /// A signed-in browser session.
@@ -34,7 +34,7 @@ impl Session {
 
     /// The CSRF token for this session's forms.
     pub fn csrf(&self) -> &str {
-        &self.record.csrf_token
+        self.record.csrf_token.expose()
     }
 
     /// Whether the person authenticated at their provider within `max_age` (fresh enough to
@@ -42,7 +42,7 @@ impl Session {
     pub fn authenticated_within(&self, max_age: chrono::Duration, now: Timestamp) -> bool {
         self.record
             .principal
-            .auth_time
+            .auth_time()
             .is_some_and(|t| now - t <= max_age)
     }
 }
@@ -121,8 +121,8 @@ async fn renew_claims(
     let web = &state.web;
     let expired = record
         .id_token
-        .as_deref()
-        .and_then(countersign_identity::rp::id_token_expiry)
+        .as_ref()
+        .and_then(|t| countersign_identity::rp::id_token_expiry(t.expose()))
         .is_some_and(|exp| exp <= now);
     let Some(sealed) = record.refresh_token.as_deref().filter(|_| expired) else {
         return Ok(None);
@@ -138,7 +138,7 @@ async fn renew_claims(
             return Ok(Some(Renewal::Ended));
         }
     };
-    let issuer = record.principal.identity.issuer.clone();
+    let issuer = record.principal.identity().issuer.clone();
     match web
         .rp()
         .refresh(&issuer, &refresh_token, &record.principal, now)
@@ -234,7 +234,7 @@ pub async fn start(
         sid: signed_in.sid,
         id_token: Some(signed_in.id_token),
         refresh_token,
-        csrf_token: random_token(),
+        csrf_token: Secret::new(random_token()),
         created_at: now,
         last_seen_at: now,
     };
@@ -276,7 +276,7 @@ pub fn check_form(
         }
     }
     match token {
-        Some(t) if same_secret(t, session.csrf()) => Ok(()),
+        Some(t) if session.record.csrf_token.ct_eq(t) => Ok(()),
         _ => Err(WebError::forged_form()),
     }
 }
