@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use countersign_core::audit::{Actor, AuditEvent, GENESIS_HASH, NewAuditEvent};
+use countersign_core::audit::{Actor, AuditAction, AuditEvent, GENESIS_HASH, NewAuditEvent};
+use countersign_core::principal::VerifiedClaims;
 use countersign_core::request::content_digest;
 use countersign_core::time::{from_millis, rfc3339};
 use countersign_core::{Digest, Identity, Principal, PrincipalKind, RequestId, Timestamp};
@@ -218,7 +219,7 @@ fn person(issuer_url: &str, sub: &str, name: &str, groups: &[&str], team: &str) 
     ] {
         claims.insert(k.into(), v);
     }
-    let principal = Principal {
+    let principal = Principal::from_verified(VerifiedClaims {
         identity: Identity::new(ISSUER, sub),
         kind: PrincipalKind::Human,
         name: Some(name.into()),
@@ -227,7 +228,7 @@ fn person(issuer_url: &str, sub: &str, name: &str, groups: &[&str], team: &str) 
         claims,
         auth_time: None,
         actor: None,
-    };
+    });
     let json = serde_json::to_string(&principal).unwrap_or_default();
     let summary_json = serde_json::to_string(&principal.summary()).unwrap_or_default();
     Person {
@@ -438,7 +439,7 @@ impl Generator {
         b: &mut Batch,
         at_ms: i64,
         actor: Actor,
-        action: &str,
+        action: AuditAction,
         request: Option<(RequestId, &Digest)>,
         detail: Value,
     ) {
@@ -446,7 +447,7 @@ impl Generator {
             NewAuditEvent {
                 at: at(at_ms),
                 actor,
-                action: action.to_owned(),
+                action,
                 request_id: request.map(|(id, _)| id),
                 digest: request.map(|(_, d)| d.clone()),
                 detail,
@@ -494,7 +495,7 @@ impl Generator {
             Cell::Text(id.to_string()),
             Cell::Int(ordinal),
             Cell::from(ISSUER),
-            Cell::Text(who.identity.subject.clone()),
+            Cell::Text(who.identity().subject.clone()),
             Cell::Text(approver.summary_json.clone()),
             Cell::from(verdict),
             Cell::from(comment),
@@ -508,14 +509,18 @@ impl Generator {
             "rule": approve.then_some(rule),
             "eligible_rules": [rule],
             "comment": comment,
-            "approver_name": who.name,
-            "approver_email": who.email,
+            "approver_name": who.name(),
+            "approver_email": who.email(),
         });
         self.event(
             b,
             at_ms,
-            Actor::from(&who.identity),
-            &format!("decision.{verdict}"),
+            Actor::from(who.identity()),
+            if approve {
+                AuditAction::DecisionApprove
+            } else {
+                AuditAction::DecisionReject
+            },
             Some((id, digest)),
             detail,
         );
@@ -551,15 +556,15 @@ impl Generator {
         );
         let id = RequestId::generate(at(created_ms));
         self.ids.push(id);
-        let requester_actor = Actor::from(&who.identity);
+        let requester_actor = Actor::from(who.identity());
         let requester_json = self.requesters[requester].json.clone();
-        let requester_subject = who.identity.subject.clone();
+        let requester_subject = who.identity().subject.clone();
         let params_json = serde_json::to_string(&params).unwrap_or_default();
         self.event(
             b,
             created_ms,
             requester_actor.clone(),
-            "request.created",
+            AuditAction::RequestCreated,
             Some((id, &digest)),
             json!({
                 "gate": gate.name(),
@@ -579,8 +584,8 @@ impl Generator {
                 "gate": gate.name(),
                 "path": "quorum",
                 "rules": [
-                    {"name": "sre", "approvers": [{"issuer": ISSUER, "subject": g.sre[sre].principal.identity.subject}]},
-                    {"name": "security", "approvers": [{"issuer": ISSUER, "subject": g.security[security].principal.identity.subject}]},
+                    {"name": "sre", "approvers": [{"issuer": ISSUER, "subject": g.sre[sre].principal.identity().subject}]},
+                    {"name": "security", "approvers": [{"issuer": ISSUER, "subject": g.security[security].principal.identity().subject}]},
                 ],
             })
         };
@@ -610,8 +615,8 @@ impl Generator {
                     self.event(
                         b,
                         security_ms,
-                        Actor::from(&self.security[security].principal.identity),
-                        "request.approved",
+                        Actor::from(self.security[security].principal.identity()),
+                        AuditAction::RequestApproved,
                         Some((id, &digest)),
                         detail,
                     );
@@ -633,7 +638,7 @@ impl Generator {
                             b,
                             issued_ms,
                             requester_actor.clone(),
-                            "grant.issued",
+                            AuditAction::GrantIssued,
                             Some((id, &digest)),
                             json!({
                                 "jti": jti,
@@ -652,8 +657,8 @@ impl Generator {
                     self.event(
                         b,
                         security_ms,
-                        Actor::from(&self.security[security].principal.identity),
-                        "request.rejected",
+                        Actor::from(self.security[security].principal.identity()),
+                        AuditAction::RequestRejected,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "rule": "security"}),
                     );
@@ -664,7 +669,7 @@ impl Generator {
                         b,
                         expires_ms,
                         Actor::system(),
-                        "request.expired",
+                        AuditAction::RequestExpired,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "expires_at": rfc3339(&at(expires_ms))}),
                     );
@@ -676,7 +681,7 @@ impl Generator {
                         b,
                         cancelled_ms,
                         requester_actor.clone(),
-                        "request.cancelled",
+                        AuditAction::RequestCancelled,
                         Some((id, &digest)),
                         json!({"gate": gate.name(), "reason": "not needed any more"}),
                     );
@@ -733,7 +738,7 @@ impl Generator {
                 b,
                 created_ms + 1 + k as i64,
                 Actor::anonymous(),
-                "auth.failed",
+                AuditAction::AuthFailed,
                 None,
                 json!({"reason": "invalid_token", "detail": {"error": "the token has expired"}}),
             );

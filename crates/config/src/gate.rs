@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::Duration;
+use countersign_core::audit::AuditAction;
 use countersign_core::gate::{APPROVER_VARIABLES, REQUESTER_VARIABLES};
 use countersign_core::time::format_duration;
 use countersign_core::{Gate, GrantSpec, ParamSpec, ParamType, Requirement, Rule, WebhookSpec};
 use regex::Regex;
 
 use crate::check::{Ctx, Fields, check_url, element_label, is_name};
-use crate::settings::{DEFAULT_GRANT_TTL, WEBHOOK_EVENTS};
+use crate::settings::DEFAULT_GRANT_TTL;
 use crate::tree::{Node, Origin, Value, one_line};
 
 const KEYS: &[&str] = &[
@@ -648,7 +649,7 @@ fn webhook(ctx: &mut Ctx, node: &Node, path: String) -> Option<WebhookSpec> {
                 "events",
                 format!(
                     "missing: the events to send, e.g. events = [\"request.approved\"] (any of: {})",
-                    WEBHOOK_EVENTS.join(", ")
+                    webhook_event_names()
                 ),
             );
             None
@@ -659,23 +660,31 @@ fn webhook(ctx: &mut Ctx, node: &Node, path: String) -> Option<WebhookSpec> {
                 return None;
             }
             let mut good = true;
-            for e in &list {
-                if !WEBHOOK_EVENTS.contains(&e.as_str()) {
-                    ctx.report(
-                        &n.origin,
-                        &f.key("events"),
-                        format!(
-                            "'{e}' is not an event (known: {})",
-                            WEBHOOK_EVENTS.join(", ")
-                        ),
-                    );
-                    good = false;
-                }
-            }
             let mut unique = Vec::with_capacity(list.len());
             for e in list.drain(..) {
-                if !unique.contains(&e) {
-                    unique.push(e);
+                match AuditAction::parse(&e).filter(|a| a.is_webhook_event()) {
+                    Some(event) => {
+                        if !unique.contains(&event) {
+                            unique.push(event);
+                        }
+                    }
+                    None => {
+                        // The grant's event had a second name once; say where it went.
+                        let hint = if e == "grant.redeemed" {
+                            "; it is called grant.issued now, as in the audit log".to_owned()
+                        } else {
+                            String::new()
+                        };
+                        ctx.report(
+                            &n.origin,
+                            &f.key("events"),
+                            format!(
+                                "'{e}' is not an event (known: {}){hint}",
+                                webhook_event_names()
+                            ),
+                        );
+                        good = false;
+                    }
                 }
             }
             good.then_some(unique)
@@ -690,6 +699,14 @@ fn webhook(ctx: &mut Ctx, node: &Node, path: String) -> Option<WebhookSpec> {
         events: events?,
         secret,
     })
+}
+
+/// The events a webhook may subscribe to, for messages.
+fn webhook_event_names() -> String {
+    AuditAction::webhook_events()
+        .map(AuditAction::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

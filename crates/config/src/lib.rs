@@ -33,8 +33,7 @@ pub use env::Env;
 pub use problem::{ConfigErrors, ENVIRONMENT, Problem};
 pub use settings::{
     AUDIT_READER_VARIABLES, GRANT_SIGNING_ALGORITHMS, IssuerConfig, LogFormat,
-    ResourceServerConfig, SUPPORTED_ALGORITHMS, ServerSettings, Settings, WEBHOOK_EVENTS,
-    WebhookSettings,
+    ResourceServerConfig, SUPPORTED_ALGORITHMS, ServerSettings, Settings, WebhookSettings,
 };
 
 use check::{Ctx, Fields, resolve_path};

@@ -25,17 +25,6 @@ pub const GRANT_SIGNING_ALGORITHMS: &[&str] = &["ES256", "EdDSA", "RS256"];
 /// [`Settings::max_grant_ttl`] says when there are no gates.
 pub(crate) const DEFAULT_GRANT_TTL: chrono::Duration = chrono::Duration::minutes(15);
 
-/// The events a webhook may subscribe to.
-pub const WEBHOOK_EVENTS: &[&str] = &[
-    "request.created",
-    "request.approved",
-    "request.rejected",
-    "request.expired",
-    "request.cancelled",
-    "request.revoked",
-    "grant.redeemed",
-];
-
 /// Everything the configuration says.
 #[derive(Clone, Debug)]
 pub struct Settings {

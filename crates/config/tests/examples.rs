@@ -5,6 +5,7 @@ mod common;
 use std::fs;
 
 use countersign_config::{Env, LogFormat, WebhookSettings, load};
+use countersign_core::audit::AuditAction;
 use countersign_core::{ParamType, PrincipalKind, Requirement};
 
 /// SPEC §2, verbatim except for the secret paths, which point into a temporary directory.
@@ -149,7 +150,7 @@ fn spec_example_loads() {
     assert_eq!(g.webhooks.len(), 1);
     let w = &g.webhooks[0];
     assert_eq!(w.url, "https://ci.example.com/hooks/countersign");
-    assert_eq!(w.events, ["request.approved"]);
+    assert_eq!(w.events, [AuditAction::RequestApproved]);
     assert!(
         w.secret
             .as_ref()

@@ -458,10 +458,12 @@ fn webhook_delivery_comes_from_the_environment() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.webhooks.max_attempts, 20);
     assert_eq!(s.webhooks.backoff_max, Duration::hours(6));
-    assert_eq!(
-        s.gates.get("g").unwrap().webhooks[0].events,
-        ["request.approved", "request.rejected"]
-    );
+    let events: Vec<&str> = s.gates.get("g").unwrap().webhooks[0]
+        .events
+        .iter()
+        .map(|e| e.as_str())
+        .collect();
+    assert_eq!(events, ["request.approved", "request.rejected"]);
 
     let ps = errors_with(
         BASE,

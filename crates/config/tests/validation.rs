@@ -743,3 +743,19 @@ params.flat = "string"
     );
     assert_eq!(ps.len(), 12, "{}", list(&ps));
 }
+
+/// The event of an issued grant had another name in webhooks once: a gate still using it is
+/// refused, and the message names the event it is now.
+#[test]
+fn the_old_name_of_the_grant_event_points_to_the_new_one() {
+    let text = format!(
+        "{BASE}\n[[gates]]\nname = \"g\"\nrequesters = 'true'\n  [[gates.webhooks]]\n  url = \"https://hooks.example.com/x\"\n  events = [\"grant.redeemed\"]\n"
+    );
+    let ps = errors(&text);
+    let p = problem(&ps, "gates[g].webhooks[0].events");
+    assert!(
+        p.message.contains("'grant.redeemed' is not an event"),
+        "{p}"
+    );
+    assert!(p.message.contains("it is called grant.issued now"), "{p}");
+}

@@ -11,7 +11,10 @@ use std::hint::black_box;
 
 use countersign_core::gate::{APPROVER_VARIABLES, GrantSpec, REQUESTER_VARIABLES, Requirement};
 use countersign_core::policy::{Approver, approver_checks, authorize_decision, decide, evaluate};
-use countersign_core::{Condition, Gate, Principal, Request, Rule, State, Timestamp, Verdict};
+use countersign_core::principal::VerifiedClaims;
+use countersign_core::{
+    Condition, Gate, Identity, Principal, PrincipalKind, Request, Rule, State, Timestamp, Verdict,
+};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const TEAMS: [&str; 5] = ["sre", "security", "dba", "platform", "compliance"];
@@ -55,11 +58,22 @@ fn t0() -> Timestamp {
     countersign_core::time::from_millis(1_800_000_000_000).unwrap()
 }
 
+/// A person as a verifier would vouch for them.
+fn verified(subject: &str, groups: &[&str]) -> VerifiedClaims {
+    VerifiedClaims {
+        identity: Identity::new("idp", subject),
+        kind: PrincipalKind::Human,
+        name: None,
+        email: Some(format!("{subject}@example.com")),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        claims: serde_json::Map::new(),
+        auth_time: None,
+        actor: None,
+    }
+}
+
 fn person(subject: &str, groups: &[&str]) -> Principal {
-    let mut p = Principal::human("idp", subject);
-    p.groups = groups.iter().map(|g| g.to_string()).collect();
-    p.email = Some(format!("{subject}@example.com"));
-    p
+    Principal::from_verified(verified(subject, groups))
 }
 
 fn request(requester: &Principal) -> Request {
@@ -116,7 +130,8 @@ fn with_ten_decisions(g: &Gate) -> Request {
 }
 
 /// A principal whose token carried the claims a typical provider sends.
-fn with_claims(mut p: Principal) -> Principal {
+fn with_claims(subject: &str, groups: &[&str]) -> Principal {
+    let mut p = verified(subject, groups);
     let claims = serde_json::json!({
         "iss": "https://idp.example.com", "sub": p.identity.subject, "aud": ["countersign"],
         "exp": 1_800_003_600u64, "iat": 1_800_000_000u64, "auth_time": 1_800_000_000u64,
@@ -127,14 +142,14 @@ fn with_claims(mut p: Principal) -> Principal {
         "groups": p.groups, "department": "engineering", "cost_center": "cc-1234",
     });
     p.claims = claims.as_object().unwrap().clone();
-    p
+    Principal::from_verified(p)
 }
 
 /// 100 pending requests by ten requesters, each with up to two approvals already.
 fn inbox(g: &Gate) -> Vec<Request> {
     (0..100)
         .map(|i| {
-            let requester = with_claims(person(&format!("dev{}", i % 10), &["dev", "oncall"]));
+            let requester = with_claims(&format!("dev{}", i % 10), &["dev", "oncall"]);
             let mut r = request(&requester);
             for j in 0..i % 3 {
                 let permit =
@@ -174,7 +189,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let pending = inbox(&g);
-    let me = with_claims(person("zed", &TEAMS));
+    let me = with_claims("zed", &TEAMS);
     c.bench_function("inbox/authorize_each_of_100", |b| {
         b.iter(|| {
             pending

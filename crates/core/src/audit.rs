@@ -9,6 +9,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::ids::{Digest, RequestId};
 use crate::principal::Identity;
+use crate::request::{State, Verdict};
 use crate::time::{Timestamp, rfc3339};
 
 /// The previous hash of the first event.
@@ -51,6 +52,160 @@ impl From<&Identity> for Actor {
     }
 }
 
+/// What an audit event records. Each action has one name, the same in the audit log and,
+/// for the actions a webhook can subscribe to, in webhook payloads ([`Self::webhook_events`]).
+///
+/// The names are stored in the chain and covered by its hashes: [`Self::as_str`] must keep
+/// giving exactly the text already stored, so a variant may be added but never renamed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    /// A request was made (`request.created`).
+    RequestCreated,
+    /// A request was approved, by quorum or automatically (`request.approved`).
+    RequestApproved,
+    /// A request was rejected (`request.rejected`).
+    RequestRejected,
+    /// A pending request ran out of time (`request.expired`).
+    RequestExpired,
+    /// The requester withdrew a request (`request.cancelled`).
+    RequestCancelled,
+    /// An approved request was revoked (`request.revoked`).
+    RequestRevoked,
+    /// An approver approved (`decision.approve`).
+    DecisionApprove,
+    /// An approver rejected (`decision.reject`).
+    DecisionReject,
+    /// A grant token was issued to the requester (`grant.issued`).
+    GrantIssued,
+    /// A grant token was revoked (`grant.revoked`).
+    GrantRevoked,
+    /// An action was refused for lack of authority (`access.denied`).
+    AccessDenied,
+    /// A credential could not be verified (`auth.failed`).
+    AuthFailed,
+    /// A person signed in to the web interface (`auth.login`).
+    AuthLogin,
+    /// A web session ended (`auth.logout`).
+    AuthLogout,
+    /// A signing key was created (`key.created`).
+    KeyCreated,
+    /// The signing key was rotated (`key.rotated`).
+    KeyRotated,
+    /// An operator sent a failed webhook delivery again (`webhooks.retry`).
+    WebhookRetry,
+}
+
+impl AuditAction {
+    /// Every action, in declaration order.
+    pub const ALL: [AuditAction; 17] = [
+        Self::RequestCreated,
+        Self::RequestApproved,
+        Self::RequestRejected,
+        Self::RequestExpired,
+        Self::RequestCancelled,
+        Self::RequestRevoked,
+        Self::DecisionApprove,
+        Self::DecisionReject,
+        Self::GrantIssued,
+        Self::GrantRevoked,
+        Self::AccessDenied,
+        Self::AuthFailed,
+        Self::AuthLogin,
+        Self::AuthLogout,
+        Self::KeyCreated,
+        Self::KeyRotated,
+        Self::WebhookRetry,
+    ];
+
+    /// The name, as stored in the audit chain and sent in webhooks.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestCreated => "request.created",
+            Self::RequestApproved => "request.approved",
+            Self::RequestRejected => "request.rejected",
+            Self::RequestExpired => "request.expired",
+            Self::RequestCancelled => "request.cancelled",
+            Self::RequestRevoked => "request.revoked",
+            Self::DecisionApprove => "decision.approve",
+            Self::DecisionReject => "decision.reject",
+            Self::GrantIssued => "grant.issued",
+            Self::GrantRevoked => "grant.revoked",
+            Self::AccessDenied => "access.denied",
+            Self::AuthFailed => "auth.failed",
+            Self::AuthLogin => "auth.login",
+            Self::AuthLogout => "auth.logout",
+            Self::KeyCreated => "key.created",
+            Self::KeyRotated => "key.rotated",
+            Self::WebhookRetry => "webhooks.retry",
+        }
+    }
+
+    /// The action with this name, if there is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// Whether a webhook may subscribe to this action: what happens to a request, and the
+    /// grant issued for it.
+    pub fn is_webhook_event(self) -> bool {
+        matches!(
+            self,
+            Self::RequestCreated
+                | Self::RequestApproved
+                | Self::RequestRejected
+                | Self::RequestExpired
+                | Self::RequestCancelled
+                | Self::RequestRevoked
+                | Self::GrantIssued
+        )
+    }
+
+    /// The actions a webhook may subscribe to ([`Self::is_webhook_event`]), in order.
+    pub fn webhook_events() -> impl Iterator<Item = AuditAction> {
+        Self::ALL.into_iter().filter(|a| a.is_webhook_event())
+    }
+
+    /// The action that records a request reaching `state` (`None` for `pending`, which a
+    /// request starts in and never returns to).
+    pub fn reaching(state: State) -> Option<Self> {
+        match state {
+            State::Pending => None,
+            State::Approved => Some(Self::RequestApproved),
+            State::Rejected => Some(Self::RequestRejected),
+            State::Expired => Some(Self::RequestExpired),
+            State::Cancelled => Some(Self::RequestCancelled),
+            State::Revoked => Some(Self::RequestRevoked),
+        }
+    }
+
+    /// The action that records an approver's `verdict`.
+    pub fn deciding(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Approve => Self::DecisionApprove,
+            Verdict::Reject => Self::DecisionReject,
+        }
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AuditAction {
+    type Err = UnknownAction;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::parse(name).ok_or_else(|| UnknownAction(name.chars().take(64).collect()))
+    }
+}
+
+/// A name that is no audit action.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown audit action '{0}'")]
+pub struct UnknownAction(pub String);
+
 /// An event to append; the store assigns `seq` and chains the hash.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewAuditEvent {
@@ -58,8 +213,8 @@ pub struct NewAuditEvent {
     pub at: Timestamp,
     /// Who did it.
     pub actor: Actor,
-    /// What happened, e.g. `request.approved`, `decision.approve`, `auth.failed`.
-    pub action: String,
+    /// What happened.
+    pub action: AuditAction,
     /// The request concerned, if any.
     pub request_id: Option<RequestId>,
     /// The request's content digest, if any.
@@ -77,7 +232,8 @@ pub struct AuditEvent {
     pub at: Timestamp,
     /// Who did it.
     pub actor: Actor,
-    /// What happened.
+    /// What happened: an [`AuditAction`]'s name, kept as the text stored (and hashed), so an
+    /// event of a later version still reads and verifies; [`Self::kind`] parses it.
     pub action: String,
     /// The request concerned, if any.
     pub request_id: Option<RequestId>,
@@ -92,13 +248,18 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// The action recorded, when its name is one this version knows.
+    pub fn kind(&self) -> Option<AuditAction> {
+        AuditAction::parse(&self.action)
+    }
+
     /// Chains `event` after an event with sequence `prev_seq` and hash `prev_hash`.
     pub fn chain(event: NewAuditEvent, prev_seq: i64, prev_hash: &str) -> Self {
         let mut out = Self {
             seq: prev_seq + 1,
             at: event.at,
             actor: event.actor,
-            action: event.action,
+            action: event.action.as_str().to_owned(),
             request_id: event.request_id,
             digest: event.digest,
             detail: event.detail,
@@ -521,11 +682,11 @@ mod tests {
             number in any::<f64>(),
             with_request in any::<bool>(),
         ) {
-            let event = AuditEvent::chain(
+            let mut event = AuditEvent::chain(
                 NewAuditEvent {
                     at: crate::time::from_millis(1_700_000_000_123).unwrap(),
                     actor: Actor { issuer, subject: "s".into() },
-                    action,
+                    action: AuditAction::AccessDenied,
                     request_id: with_request
                         .then(|| "req_01HZY3G6Q7X8V9W0A1B2C3D4E5".parse().unwrap()),
                     digest: with_request.then(|| Digest::from_bytes([7; 32])),
@@ -534,6 +695,9 @@ mod tests {
                 41,
                 GENESIS_HASH,
             );
+            // Any text as the action, as a row of another version may hold.
+            event.action = action;
+            event.hash = event.compute_hash();
             let stored = Stored::of(&event);
             let mut buf = Vec::new();
             prop_assert!(stored.view(&event).hashes_as_stored(&mut buf));
@@ -609,6 +773,53 @@ mod tests {
         assert!(err.reason.contains("detail is not JSON"), "{err}");
     }
 
+    /// The names are stored and hashed: they must stay exactly these, each parsing back.
+    #[test]
+    fn action_names_are_the_stored_ones() {
+        let names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "request.created",
+                "request.approved",
+                "request.rejected",
+                "request.expired",
+                "request.cancelled",
+                "request.revoked",
+                "decision.approve",
+                "decision.reject",
+                "grant.issued",
+                "grant.revoked",
+                "access.denied",
+                "auth.failed",
+                "auth.login",
+                "auth.logout",
+                "key.created",
+                "key.rotated",
+                "webhooks.retry",
+            ]
+        );
+        for action in AuditAction::ALL {
+            assert_eq!(action.as_str().parse::<AuditAction>(), Ok(action));
+        }
+        assert!("grant.redeemed".parse::<AuditAction>().is_err());
+        let webhook: Vec<&str> = AuditAction::webhook_events()
+            .map(AuditAction::as_str)
+            .collect();
+        assert_eq!(
+            webhook,
+            [
+                "request.created",
+                "request.approved",
+                "request.rejected",
+                "request.expired",
+                "request.cancelled",
+                "request.revoked",
+                "grant.issued",
+            ]
+        );
+    }
+
     fn chain(n: i64) -> Vec<AuditEvent> {
         let mut out: Vec<AuditEvent> = Vec::new();
         for i in 0..n {
@@ -619,7 +830,7 @@ mod tests {
                 NewAuditEvent {
                     at: crate::time::from_millis(1_700_000_000_000 + i).unwrap(),
                     actor: Actor::system(),
-                    action: "test".into(),
+                    action: AuditAction::KeyCreated,
                     request_id: None,
                     digest: None,
                     detail: json!({"i": i}),

@@ -1,7 +1,7 @@
 //! What can go wrong in a use case. Each variant carries a stable machine code; the HTTP layer
 //! maps codes to status codes in one place. No status codes here.
 
-use crate::ports::StoreError;
+use crate::ports::{SignError, StoreError};
 use crate::request::State;
 
 /// A use case refused or failed.
@@ -48,7 +48,7 @@ pub enum EngineError {
     GrantUnavailable(String),
     /// Signing failed.
     #[error("signing failed")]
-    Signing(String),
+    Signing(#[source] SignError),
     /// The store failed.
     #[error("storage failure")]
     Store(#[from] StoreError),

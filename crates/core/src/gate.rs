@@ -168,8 +168,8 @@ pub struct GrantSpec {
 pub struct WebhookSpec {
     /// Where to POST.
     pub url: String,
-    /// The events to send, e.g. `request.approved`.
-    pub events: Vec<String>,
+    /// The events to send (actions a webhook may subscribe to), each once.
+    pub events: Vec<crate::audit::AuditAction>,
     /// The signing secret, already read from its file or environment.
     pub secret: Option<crate::secret::Secret>,
 }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::audit::AuditAction;
 use crate::gate::Gate;
 use crate::ids::RequestId;
 use crate::policy::Evaluation;
@@ -124,7 +125,7 @@ pub struct Delivery {
 /// gate. `payload_data` is the request as the API shows it.
 pub fn outbox_for(
     gate: &Gate,
-    event: &str,
+    event: AuditAction,
     request: &Request,
     payload_data: &Value,
     at: Timestamp,
@@ -132,15 +133,15 @@ pub fn outbox_for(
     gate.webhooks
         .iter()
         .enumerate()
-        .filter(|(_, w)| w.events.iter().any(|e| e == event))
+        .filter(|(_, w)| w.events.contains(&event))
         .map(|(i, w)| OutboxMessage {
             id: format!("msg_{}", RequestId::generate(at).to_string().trim_start_matches("req_")),
             gate: gate.name.clone(),
             webhook: u32::try_from(i).unwrap_or(u32::MAX),
             url: w.url.clone(),
-            event: event.to_string(),
+            event: event.as_str().to_owned(),
             request_id: request.id,
-            payload: json!({"type": event, "timestamp": crate::time::rfc3339(&at), "data": payload_data}),
+            payload: json!({"type": event.as_str(), "timestamp": crate::time::rfc3339(&at), "data": payload_data}),
             created_at: at,
         })
         .collect()
@@ -165,16 +166,16 @@ pub fn grant_claims(
         .filter(|(_, d)| d.verdict == crate::request::Verdict::Approve)
         .map(|(i, d)| {
             json!({
-                "iss": d.approver.identity.issuer,
-                "sub": d.approver.identity.subject,
-                "name": d.approver.name,
+                "iss": d.approver.identity().issuer,
+                "sub": d.approver.identity().subject,
+                "name": d.approver.name(),
                 "rule": evaluation.rule_of(i),
             })
         })
         .collect();
     let expires = window_end(gate, request).unwrap_or(now);
     json!({
-        "sub": request.requester.identity.subject,
+        "sub": request.requester.identity().subject,
         "aud": gate.grant.audience,
         "iat": now.timestamp(),
         "nbf": now.timestamp(),
@@ -186,7 +187,7 @@ pub fn grant_claims(
         "gate": gate.name,
         "params": request.params,
         "digest": request.digest,
-        "requester": {"iss": request.requester.identity.issuer, "sub": request.requester.identity.subject},
+        "requester": {"iss": request.requester.identity().issuer, "sub": request.requester.identity().subject},
         "approval": request.approval,
         "approvers": approvers,
     })

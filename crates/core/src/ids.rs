@@ -99,11 +99,7 @@ impl Digest {
 
     /// Compares in constant time: a digest posted back is attacker-controlled input.
     pub fn ct_eq(&self, other: &Digest) -> bool {
-        let mut diff = 0u8;
-        for (a, b) in self.0.iter().zip(other.0.iter()) {
-            diff |= a ^ b;
-        }
-        diff == 0
+        crate::secret::ct_eq(&self.0, &other.0)
     }
 }
 

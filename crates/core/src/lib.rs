@@ -28,8 +28,8 @@ pub use error::EngineError;
 pub use gate::{Gate, GateSet, GrantSpec, ParamSpec, ParamType, Requirement, Rule, WebhookSpec};
 pub use ids::{Digest, RequestId};
 pub use ports::{
-    Clock, GrantSigner, KeyStore, OutboxStore, RequestFilter, SessionStore, Store, StoreError,
-    Transition,
+    Clock, GrantSigner, KeyStore, OutboxStore, RequestFilter, SessionStore, SignError, Store,
+    StoreError, Transition,
 };
 pub use principal::{Identity, Principal, PrincipalKind};
 pub use request::{Decision, Request, State, Verdict};

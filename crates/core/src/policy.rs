@@ -425,7 +425,7 @@ pub fn authorize_decision(
 /// The checks that come before eligibility: workload, self-approval, state (with expiry
 /// evaluated now), one decision per person.
 fn precheck(request: &Request, approver: &Principal, now: Timestamp) -> Result<(), Refusal> {
-    if approver.kind == PrincipalKind::Workload {
+    if approver.kind() == PrincipalKind::Workload {
         return Err(Refusal::WorkloadCannotDecide);
     }
     if request.requester.same_person_as(approver) {
@@ -475,8 +475,8 @@ pub fn effective_state(request: &Request, now: Timestamp) -> State {
 /// A decision applied: the transition to store and the request as it will then be.
 #[derive(Debug)]
 pub struct Decided {
-    /// What to store (compare-and-set on the permit's version).
-    pub transition: crate::ports::Transition,
+    /// What to store (compare-and-set on the permit's version); the engine stores it.
+    pub(crate) transition: crate::ports::Transition,
     /// The request after the transition.
     pub request: Request,
     /// The evaluation after the decision.
@@ -484,6 +484,8 @@ pub struct Decided {
 }
 
 /// Records a permitted decision. The digest must be the request's (what the approver saw).
+/// Returns the evaluation it works out with the new decision, so that no caller needs to
+/// work it out again.
 pub fn decide(
     gate: &Gate,
     request: &Request,
@@ -506,11 +508,11 @@ pub fn decide(
     next.decisions.push(decision.clone());
     let evaluation = evaluate(&gate.rules, &next.decisions);
     let index = next.decisions.len() - 1;
-    let actor = crate::audit::Actor::from(&permit.approver.identity);
+    let actor = crate::audit::Actor::from(permit.approver.identity());
     let mut events = vec![crate::audit::NewAuditEvent {
         at: permit.now,
         actor: actor.clone(),
-        action: format!("decision.{}", permit.verdict.as_str()),
+        action: crate::audit::AuditAction::deciding(permit.verdict),
         request_id: Some(request.id),
         digest: Some(request.digest.clone()),
         detail: json!({
@@ -518,8 +520,8 @@ pub fn decide(
             "rule": evaluation.rule_of(index),
             "eligible_rules": permit.eligible_rules,
             "comment": comment,
-            "approver_name": permit.approver.name,
-            "approver_email": permit.approver.email,
+            "approver_name": permit.approver.name(),
+            "approver_email": permit.approver.email(),
         }),
     }];
     let (state, approval) = match &evaluation.outcome {
@@ -527,7 +529,7 @@ pub fn decide(
         Outcome::Approved => (State::Approved, Some(ApprovalPath::Quorum)),
         Outcome::Rejected { .. } => (State::Rejected, None),
     };
-    if state != State::Pending {
+    if let Some(action) = crate::audit::AuditAction::reaching(state) {
         let detail = match &evaluation.outcome {
             Outcome::Rejected { rule } => json!({"gate": gate.name, "rule": rule}),
             _ => json!({
@@ -536,7 +538,7 @@ pub fn decide(
                 "rules": evaluation.rules.iter().map(|r| json!({
                     "name": r.name,
                     "approvers": r.approvals.iter().map(|&i| {
-                        let a = &next.decisions[i].approver.identity;
+                        let a = &next.decisions[i].approver.identity();
                         json!({"issuer": a.issuer, "subject": a.subject})
                     }).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
@@ -545,7 +547,7 @@ pub fn decide(
         events.push(crate::audit::NewAuditEvent {
             at: permit.now,
             actor,
-            action: format!("request.{}", state.as_str()),
+            action,
             request_id: Some(request.id),
             digest: Some(request.digest.clone()),
             detail,
@@ -558,7 +560,7 @@ pub fn decide(
     next.decided_at = decided_at;
     next.updated_at = permit.now;
     Ok(Decided {
-        transition: crate::ports::Transition {
+        transition: crate::ports::Transition::checked(crate::ports::TransitionParts {
             request_id: request.id,
             expected_version: permit.expected_version,
             state,
@@ -568,7 +570,7 @@ pub fn decide(
             decision: Some(decision),
             events,
             outbox: Vec::new(),
-        },
+        }),
         request: next,
         evaluation,
     })

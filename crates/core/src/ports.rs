@@ -11,6 +11,7 @@ use crate::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningK
 use crate::ids::RequestId;
 use crate::principal::Identity;
 use crate::request::{ApprovalPath, Decision, Request, State};
+use crate::secret::Secret;
 use crate::time::Timestamp;
 
 /// The only source of "now" the domain uses.
@@ -56,8 +57,18 @@ pub trait ChangeListener: Send + Sync {
 /// A change to one request, applied only if the stored version is still `expected_version`.
 /// The store writes the new state, the new decision and the audit events in one transaction,
 /// and sets the version to `expected_version + 1`.
+///
+/// Only the core builds one — [`crate::policy::decide`] for a permitted decision, the engine
+/// for a cancellation, revocation or expiry it checked — so a change the checks did not
+/// admit cannot reach the store, which reads it through the accessors.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Transition {
+pub struct Transition(TransitionParts);
+
+/// What a [`Transition`] is made of. Outside the core, only tests of a store assemble a
+/// transition from its parts (with [`Transition::from_parts`], behind the `testing`
+/// feature), for changes no use case would make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransitionParts {
     /// The request.
     pub request_id: RequestId,
     /// The version the change was computed from.
@@ -80,16 +91,88 @@ pub struct Transition {
 }
 
 impl Transition {
+    /// A transition the core checked (the only constructor outside tests).
+    pub(crate) fn checked(parts: TransitionParts) -> Self {
+        Self(parts)
+    }
+
+    /// Webhook messages to write with the change, once the request after it is known.
+    pub(crate) fn set_outbox(&mut self, outbox: Vec<OutboxMessage>) {
+        self.0.outbox = outbox;
+    }
+
+    /// A transition from its parts, unchecked: for tests of a store only.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn from_parts(parts: TransitionParts) -> Self {
+        Self(parts)
+    }
+
+    /// The parts, to change for a test.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn testing_mut(&mut self) -> &mut TransitionParts {
+        &mut self.0
+    }
+}
+
+impl Transition {
+    /// The request.
+    pub fn request_id(&self) -> RequestId {
+        self.0.request_id
+    }
+
+    /// The version the change was computed from; the store applies it only if the stored
+    /// version is still this one.
+    pub fn expected_version(&self) -> i64 {
+        self.0.expected_version
+    }
+
+    /// The state after the change (may equal the current one, e.g. a decision that leaves the
+    /// request pending).
+    pub fn state(&self) -> State {
+        self.0.state
+    }
+
+    /// How it was approved, when the state is approved; `None`: the stored one is kept.
+    pub fn approval(&self) -> Option<ApprovalPath> {
+        self.0.approval
+    }
+
+    /// When the request left `pending`, set by the change that made it leave; `None`: the
+    /// stored one is kept.
+    pub fn decided_at(&self) -> Option<Timestamp> {
+        self.0.decided_at
+    }
+
+    /// When the change happened.
+    pub fn at(&self) -> Timestamp {
+        self.0.at
+    }
+
+    /// A decision to record (unique per request and approver identity).
+    pub fn decision(&self) -> Option<&Decision> {
+        self.0.decision.as_ref()
+    }
+
+    /// Audit events, appended to the chain in the same transaction.
+    pub fn events(&self) -> &[NewAuditEvent] {
+        &self.0.events
+    }
+
+    /// Webhook messages, written to the outbox in the same transaction.
+    pub fn outbox(&self) -> &[OutboxMessage] {
+        &self.0.outbox
+    }
+
     /// `request` (read at `expected_version`) as it is once this change is stored: what the
     /// store reads back after it. How and when the request was decided are kept when the
     /// change leaves them unset (approved, then revoked, stays approved by quorum).
     pub fn apply_to(&self, mut request: Request) -> Request {
-        request.state = self.state;
-        request.approval = self.approval.or(request.approval);
-        request.decided_at = self.decided_at.or(request.decided_at);
-        request.updated_at = self.at;
-        request.version = self.expected_version + 1;
-        if let Some(d) = &self.decision {
+        request.state = self.0.state;
+        request.approval = self.0.approval.or(request.approval);
+        request.decided_at = self.0.decided_at.or(request.decided_at);
+        request.updated_at = self.0.at;
+        request.version = self.0.expected_version + 1;
+        if let Some(d) = &self.0.decision {
             request.decisions.push(d.clone());
         }
         request
@@ -160,7 +243,27 @@ pub trait GrantSigner: Send + Sync + std::fmt::Debug {
     fn issuer(&self) -> &str;
     /// Adds `iss`, signs `claims` with the current key (header `typ: at+jwt`, `kid`), and
     /// returns the compact token and the key id.
-    async fn sign(&self, claims: &serde_json::Value) -> Result<(String, String), String>;
+    async fn sign(&self, claims: &serde_json::Value) -> Result<(String, String), SignError>;
+}
+
+/// Why a grant token could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The claims handed to the signer are not a JSON object.
+    #[error("grant claims must be a JSON object")]
+    ClaimsNotAnObject,
+    /// No key may sign now: none is published with its `signs_from` come, or none unseals.
+    #[error("no signing key is usable now; rotate the signing key")]
+    NoUsableKey,
+    /// The key of the moment refused to sign.
+    #[error("cannot sign with signing key {kid}")]
+    Signature {
+        /// The key's id.
+        kid: String,
+    },
+    /// The keys could not be re-read from the store; the text says why.
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// Why a store call failed.
@@ -319,7 +422,7 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 
 /// A browser login in flight: what the callback must match. Keyed by `state`; taken (read and
 /// deleted) exactly once.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LoginTransaction {
     /// The `state` sent to the provider (CSPRNG, ≥ 128 bits).
     pub state: String,
@@ -330,7 +433,7 @@ pub struct LoginTransaction {
     /// The `nonce` sent (checked in the ID token).
     pub nonce: String,
     /// The PKCE code verifier.
-    pub pkce_verifier: String,
+    pub pkce_verifier: Secret,
     /// A local path to return to after login.
     pub return_to: String,
     /// The `max_age` sent, for a fresh-authentication login.
@@ -343,7 +446,7 @@ pub struct LoginTransaction {
 
 /// A signed-in browser session, stored server-side. The cookie carries a random token; only
 /// its SHA-256 is stored, so a database read does not yield usable session cookies.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WebSession {
     /// SHA-256 (hex) of the session cookie's value.
     pub id_hash: String,
@@ -352,11 +455,11 @@ pub struct WebSession {
     /// The provider's session id (`sid` claim), for back-channel logout.
     pub sid: Option<String>,
     /// The ID token, for RP-initiated logout (`id_token_hint`).
-    pub id_token: Option<String>,
+    pub id_token: Option<Secret>,
     /// The provider's refresh token, sealed by the server (never sent to the browser).
     pub refresh_token: Option<Vec<u8>>,
     /// The per-session CSRF token embedded in forms.
-    pub csrf_token: String,
+    pub csrf_token: Secret,
     /// When the session started (absolute timeout).
     pub created_at: Timestamp,
     /// When it was last used (idle timeout).

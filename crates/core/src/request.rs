@@ -117,8 +117,9 @@ pub enum ApprovalPath {
     BreakGlass,
 }
 
-/// One approver's decision on one request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One approver's decision on one request. It serializes but does not deserialize (its
+/// approver is a [`Principal`]): the store reads decisions back through its own row types.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Decision {
     /// Who decided (claims dropped; identity, name, e-mail and groups kept).
     pub approver: Principal,
@@ -134,8 +135,10 @@ pub struct Decision {
     pub eligible_rules: Vec<String>,
 }
 
-/// A request, with its decisions in the order they were made.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A request, with its decisions in the order they were made. It serializes but does not
+/// deserialize (its requester is a [`Principal`]): the store reads requests back through its
+/// own row types.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Request {
     /// `req_…`.
     pub id: RequestId,
@@ -176,7 +179,7 @@ impl Request {
     pub fn decision_of(&self, principal: &Principal) -> Option<&Decision> {
         self.decisions
             .iter()
-            .find(|d| d.approver.identity == principal.identity)
+            .find(|d| d.approver.identity() == principal.identity())
     }
 
     /// The value conditions see as `request`, built as CEL directly, borrowing from `self`:
@@ -258,7 +261,7 @@ pub fn content_digest(
         "reason": reason,
         "ticket": ticket,
         "duration_seconds": duration_secs,
-        "requester": {"issuer": requester.identity.issuer, "subject": requester.identity.subject},
+        "requester": {"issuer": requester.identity().issuer, "subject": requester.identity().subject},
     }))
 }
 
@@ -270,7 +273,10 @@ mod tests {
     #[test]
     fn content_value_is_the_json_form() {
         let mut requester = Principal::human("https://idp.example", "alice");
-        requester.claims.insert("team".into(), json!("payments"));
+        requester
+            .testing_mut()
+            .claims
+            .insert("team".into(), json!("payments"));
         let params: BTreeMap<String, Value> = [
             ("service".to_owned(), json!("api")),
             ("replicas".to_owned(), json!(3)),
@@ -318,20 +324,20 @@ mod tests {
     fn cel_value_is_the_json_form_converted() {
         use crate::condition::{Bindings, Condition};
         let mut human = Principal::human("https://idp.example", "alice");
-        human.name = Some("Alice \"Al\"".into());
-        human.email = Some("alice@example.com".into());
-        human.groups = vec!["dev".into(), "sre".into()];
+        human.testing_mut().name = Some("Alice \"Al\"".into());
+        human.testing_mut().email = Some("alice@example.com".into());
+        human.testing_mut().groups = vec!["dev".into(), "sre".into()];
         for (k, v) in [
             ("team", json!("payments")),
             ("level", json!(-3)),
             ("weights", json!([0.5, 1e-7, u64::MAX])),
             ("nested", json!({"a": [null, true, {"b": "c"}]})),
         ] {
-            human.claims.insert(k.into(), v);
+            human.testing_mut().claims.insert(k.into(), v);
         }
         let mut workload = Principal::human("https://ci.example", "repo:acme/app");
-        workload.kind = crate::principal::PrincipalKind::Workload;
-        workload.actor = Some(crate::principal::Identity::new(
+        workload.testing_mut().kind = crate::principal::PrincipalKind::Workload;
+        workload.testing_mut().actor = Some(crate::principal::Identity::new(
             "https://idp.example",
             "alice",
         ));

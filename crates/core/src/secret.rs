@@ -1,8 +1,18 @@
-//! Secrets: values that never print and compare in constant time.
+//! Secrets: values that never print and compare in constant time, and the one constant-time
+//! comparison every crate uses (from `subtle`).
 
 use std::fmt;
 
-/// A secret string. `Debug` and `Display` show `[redacted]`.
+use subtle::ConstantTimeEq as _;
+
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ (only on
+/// their lengths, which for the random values compared here are no secret).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// A secret string: a token, a key, a PKCE verifier. `Debug` shows `[redacted]`; there is no
+/// `Display`, so it cannot end up in a log line or an error message by accident.
 #[derive(Clone)]
 pub struct Secret(String);
 
@@ -19,12 +29,7 @@ impl Secret {
 
     /// Constant-time comparison with a candidate.
     pub fn ct_eq(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        let mut diff = a.len() ^ b.len();
-        for i in 0..a.len().max(b.len()) {
-            diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff));
-        }
-        diff == 0
+        ct_eq(self.0.as_bytes(), candidate.as_bytes())
     }
 }
 
@@ -48,8 +53,21 @@ mod tests {
     fn redacts_and_compares() {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s:?}"), "[redacted]");
+        assert_eq!(format!("{:?}", Some(s.clone())), "Some([redacted])");
         assert!(s.ct_eq("hunter2"));
         assert!(!s.ct_eq("hunter"));
         assert!(!s.ct_eq("hunter22"));
+        assert!(!s.ct_eq("hunter3"));
+        assert_eq!(s, Secret::new("hunter2"));
+        assert_ne!(s, Secret::new("Hunter2"));
+    }
+
+    #[test]
+    fn compares_whole_values() {
+        assert!(ct_eq(b"", b""));
+        assert!(ct_eq(b"secret", b"secret"));
+        assert!(!ct_eq(b"secret", b"secreT"));
+        assert!(!ct_eq(b"secret", b"secret2"));
+        assert!(!ct_eq(b"secret2", b"secret"));
     }
 }

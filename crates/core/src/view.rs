@@ -116,11 +116,11 @@ impl Serialize for PrincipalView<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
         PrincipalFields {
-            email: p.email.as_deref(),
-            issuer: &p.identity.issuer,
-            kind: p.kind.as_str(),
-            name: p.name.as_deref(),
-            subject: &p.identity.subject,
+            email: p.email(),
+            issuer: &p.identity().issuer,
+            kind: p.kind().as_str(),
+            name: p.name(),
+            subject: &p.identity().subject,
         }
         .serialize(serializer)
     }
@@ -149,9 +149,9 @@ struct ApproverFields<'a> {
 impl<'a> ApproverFields<'a> {
     fn of(d: &'a Decision) -> Self {
         Self {
-            issuer: &d.approver.identity.issuer,
-            name: d.approver.name.as_deref(),
-            subject: &d.approver.identity.subject,
+            issuer: &d.approver.identity().issuer,
+            name: d.approver.name(),
+            subject: &d.approver.identity().subject,
         }
     }
 }
@@ -234,9 +234,9 @@ impl Serialize for Approvals<'_> {
             ApprovalFields {
                 at: rfc3339(&d.at),
                 comment: d.comment.as_deref(),
-                issuer: &d.approver.identity.issuer,
-                name: d.approver.name.as_deref(),
-                subject: &d.approver.identity.subject,
+                issuer: &d.approver.identity().issuer,
+                name: d.approver.name(),
+                subject: &d.approver.identity().subject,
             }
         }))
     }
@@ -275,8 +275,8 @@ mod tests {
     /// The view as first written, with `json!`: the contract the serialized view must keep.
     fn reference(r: &Request, evaluation: Option<&Evaluation>) -> Value {
         let person = |p: &Principal| {
-            json!({"issuer": p.identity.issuer, "subject": p.identity.subject, "name": p.name,
-                   "email": p.email, "kind": p.kind.as_str()})
+            json!({"issuer": p.identity().issuer, "subject": p.identity().subject, "name": p.name(),
+                   "email": p.email(), "kind": p.kind().as_str()})
         };
         let rules: Vec<Value> = evaluation
             .map(|ev| {
@@ -289,9 +289,9 @@ mod tests {
                             "open": rule.open,
                             "approvals": rule.approvals.iter().map(|&i| {
                                 let d = &r.decisions[i];
-                                json!({"issuer": d.approver.identity.issuer,
-                                       "subject": d.approver.identity.subject,
-                                       "name": d.approver.name, "comment": d.comment,
+                                json!({"issuer": d.approver.identity().issuer,
+                                       "subject": d.approver.identity().subject,
+                                       "name": d.approver.name(), "comment": d.comment,
                                        "at": rfc3339(&d.at)})
                             }).collect::<Vec<_>>(),
                         })
@@ -305,8 +305,8 @@ mod tests {
             .enumerate()
             .map(|(i, d)| {
                 json!({
-                    "approver": {"issuer": d.approver.identity.issuer,
-                                 "subject": d.approver.identity.subject, "name": d.approver.name},
+                    "approver": {"issuer": d.approver.identity().issuer,
+                                 "subject": d.approver.identity().subject, "name": d.approver.name()},
                     "verdict": d.verdict.as_str(), "comment": d.comment,
                     "rule": evaluation.and_then(|ev| ev.rule_of(i)), "at": rfc3339(&d.at),
                 })
@@ -333,9 +333,12 @@ mod tests {
     fn the_serialized_view_is_the_contract_byte_for_byte() {
         let at = from_millis(1_767_225_600_123).unwrap();
         let mut alice = Principal::human("okta", "alice");
-        alice.name = Some("Alice \"A\" Adams".into());
-        alice.email = Some("alice@example.com".into());
-        alice.claims.insert("groups".into(), json!(["dev"]));
+        alice.testing_mut().name = Some("Alice \"A\" Adams".into());
+        alice.testing_mut().email = Some("alice@example.com".into());
+        alice
+            .testing_mut()
+            .claims
+            .insert("groups".into(), json!(["dev"]));
         let bob = Principal::human("okta", "bob");
         let carol = Principal::human("google", "carol");
         let digest = Digest::of_json(&json!({"gate": "deploy"}));

@@ -4,6 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
 
 /// A fresh random value, 256 bits, base64url: authorization codes, refresh tokens, `jti`, `sid`.
 pub(crate) fn random_token() -> String {
@@ -12,12 +13,10 @@ pub(crate) fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much of a secret matched.
+/// Compares in constant time (`subtle`), so the time taken does not reveal how much of a
+/// secret matched.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// SHA-256, the key under which the in-memory store files codes and refresh tokens, so that a

@@ -6,6 +6,7 @@
 //! CVE-2026-25537).
 
 use chrono::DateTime;
+use countersign_core::principal::VerifiedClaims;
 use countersign_core::{Identity, Principal, Timestamp};
 use serde_json::{Map, Value};
 
@@ -177,7 +178,7 @@ pub(crate) fn principal(
             subject,
         })
     });
-    Principal {
+    Principal::from_verified(VerifiedClaims {
         identity: Identity {
             issuer: settings.name.clone(),
             subject,
@@ -189,7 +190,7 @@ pub(crate) fn principal(
         claims,
         auth_time,
         actor,
-    }
+    })
 }
 
 /// Reads groups from `path`: the claim named exactly `path` if there is one (namespaced claims

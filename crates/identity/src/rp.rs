@@ -132,7 +132,7 @@ pub struct AuthorizationStart {
     /// The `nonce` sent.
     pub nonce: String,
     /// The PKCE verifier whose S256 challenge was sent.
-    pub pkce_verifier: String,
+    pub pkce_verifier: Secret,
 }
 
 /// The callback of a sign-in, with what the caller kept from [`RelyingParty::start`].
@@ -149,7 +149,7 @@ pub struct Callback<'a> {
     /// The nonce sent.
     pub nonce: &'a str,
     /// The PKCE verifier.
-    pub pkce_verifier: &'a str,
+    pub pkce_verifier: &'a Secret,
     /// The `max_age` sent, in seconds.
     pub max_age: Option<i64>,
 }
@@ -160,7 +160,7 @@ pub struct SignedIn {
     /// Who signed in, from the verified ID token.
     pub principal: Principal,
     /// The ID token (for `id_token_hint` at logout).
-    pub id_token: String,
+    pub id_token: Secret,
     /// When the ID token expires: the claims are renewed after that.
     pub id_token_expires_at: Timestamp,
     /// The provider's session id (`sid`), for back-channel logout.
@@ -176,7 +176,7 @@ pub struct Refreshed {
     /// the provider returned no ID token, so the claims could not be renewed.
     pub principal: Option<Principal>,
     /// The new ID token and its expiry, with the principal.
-    pub id_token: Option<(String, Timestamp)>,
+    pub id_token: Option<(Secret, Timestamp)>,
     /// The refresh token to keep: a rotated one, or `None` to keep the old one.
     pub refresh_token: Option<Secret>,
 }
@@ -307,7 +307,7 @@ impl RelyingParty {
             url: url.to_string(),
             state: state.secret().clone(),
             nonce: nonce.secret().clone(),
-            pkce_verifier: verifier.secret().clone(),
+            pkce_verifier: Secret::new(verifier.secret().clone()),
         })
     }
 
@@ -360,7 +360,9 @@ impl RelyingParty {
                     "the provider publishes no token endpoint",
                 )
             })?
-            .set_pkce_verifier(PkceCodeVerifier::new(callback.pkce_verifier.to_owned()))
+            .set_pkce_verifier(PkceCodeVerifier::new(
+                callback.pkce_verifier.expose().to_owned(),
+            ))
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
@@ -398,7 +400,7 @@ impl RelyingParty {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
             principal: checked.principal,
-            id_token: checked.token,
+            id_token: Secret::new(checked.token),
             id_token_expires_at: checked.expires_at,
             refresh_token,
         })
@@ -452,17 +454,16 @@ impl RelyingParty {
                 now,
             )
             .await?;
-        if checked.principal.identity != previous.identity {
+        if checked.principal.identity() != previous.identity() {
             return Err(RpError::new(
                 "subject_changed",
                 "the refreshed id token names another subject",
             ));
         }
-        let mut principal = checked.principal;
-        principal.auth_time = previous.auth_time;
+        let principal = checked.principal.with_auth_time(previous.auth_time());
         Ok(Refreshed {
             principal: Some(principal),
-            id_token: Some((checked.token, checked.expires_at)),
+            id_token: Some((Secret::new(checked.token), checked.expires_at)),
             refresh_token: rotated,
         })
     }

@@ -189,14 +189,14 @@ async fn baseline_is_accepted_and_mapped() {
     let fx = fixture().await;
     let token = fx.token(|_, _| {});
     let p = fx.verifier.verify(&token, now()).await.unwrap();
-    assert_eq!(p.identity, Identity::new("main", "alice"));
-    assert_eq!(p.kind, PrincipalKind::Human);
-    assert_eq!(p.name.as_deref(), Some("Alice Example"));
-    assert_eq!(p.email.as_deref(), Some("alice@example.com"));
-    assert_eq!(p.groups, ["sre", "dev"]);
-    assert_eq!(p.auth_time.unwrap().timestamp(), NOW - 100);
-    assert_eq!(p.actor, None);
-    assert_eq!(p.claims, fx.payload());
+    assert_eq!(*p.identity(), Identity::new("main", "alice"));
+    assert_eq!(p.kind(), PrincipalKind::Human);
+    assert_eq!(p.name(), Some("Alice Example"));
+    assert_eq!(p.email(), Some("alice@example.com"));
+    assert_eq!(p.groups(), ["sre", "dev"]);
+    assert_eq!(p.auth_time().unwrap().timestamp(), NOW - 100);
+    assert_eq!(p.actor(), None);
+    assert_eq!(*p.claims(), fx.payload());
 
     // RS256 and EdDSA keys of the same issuer work too.
     for (key, alg, kid) in [
@@ -208,7 +208,7 @@ async fn baseline_is_accepted_and_mapped() {
             h.insert("kid".into(), kid.into());
         });
         let p = fx.verifier.verify(&token, now()).await.unwrap();
-        assert_eq!(p.identity.subject, "alice", "{alg}");
+        assert_eq!(p.identity().subject, "alice", "{alg}");
     }
 
     // Only one discovery and one key fetch for all of that.
@@ -1053,10 +1053,10 @@ async fn same_subject_at_another_issuer_is_another_principal() {
         p.remove("email");
     });
     let b = fx.verifier.verify(&b_token, now()).await.unwrap();
-    assert_eq!(a.identity.subject, b.identity.subject);
-    assert_ne!(a.identity, b.identity);
-    assert_eq!(b.identity, Identity::new("other", "alice"));
-    assert_eq!(b.kind, PrincipalKind::Workload);
+    assert_eq!(a.identity().subject, b.identity().subject);
+    assert_ne!(a.identity(), b.identity());
+    assert_eq!(*b.identity(), Identity::new("other", "alice"));
+    assert_eq!(b.kind(), PrincipalKind::Workload);
     assert!(!a.same_person_as(&b));
 }
 
@@ -1079,7 +1079,7 @@ async fn rotated_key_is_accepted_after_one_refetch_and_random_kids_are_bounded()
         h.insert("kid".into(), "es-2".into());
     });
     let p = fx.verifier.verify(&rotated, now()).await.unwrap();
-    assert_eq!(p.identity.subject, "alice");
+    assert_eq!(p.identity().subject, "alice");
     assert_eq!(fx.server.hits("/main/jwks"), 2);
     // The retired key is gone with the refetch.
     let old = fx.verifier.verify(&fx.token(|_, _| {}), now()).await;
@@ -1385,16 +1385,19 @@ async fn groups_from_a_nested_path() {
         json!({"realm_access": {"roles": ["approver", "offline_access"]}, "groups": ["ignored"]}),
     );
     let p = v.verify(&token, now()).await.unwrap();
-    assert_eq!(p.groups, ["approver", "offline_access"]);
+    assert_eq!(p.groups(), ["approver", "offline_access"]);
     // Wrong shape: no groups, not an error.
     let token = idp_token(&url, "JWT", json!({"realm_access": {"roles": "approver"}}));
-    assert_eq!(v.verify(&token, now()).await.unwrap().groups, ["approver"]);
+    assert_eq!(
+        v.verify(&token, now()).await.unwrap().groups(),
+        ["approver"]
+    );
     let token = idp_token(&url, "JWT", json!({"realm_access": {"roles": [1, 2]}}));
-    assert!(v.verify(&token, now()).await.unwrap().groups.is_empty());
+    assert!(v.verify(&token, now()).await.unwrap().groups().is_empty());
     let token = idp_token(&url, "JWT", json!({"realm_access": ["approver"]}));
-    assert!(v.verify(&token, now()).await.unwrap().groups.is_empty());
+    assert!(v.verify(&token, now()).await.unwrap().groups().is_empty());
     let token = idp_token(&url, "JWT", json!({}));
-    assert!(v.verify(&token, now()).await.unwrap().groups.is_empty());
+    assert!(v.verify(&token, now()).await.unwrap().groups().is_empty());
 }
 
 #[tokio::test]
@@ -1406,20 +1409,20 @@ async fn email_only_when_verified_and_name_fallback() {
         async move { v.verify(&token, now()).await.unwrap() }
     };
     let p = verify(json!({"email": "a@example.com", "email_verified": false})).await;
-    assert_eq!(p.email, None);
+    assert_eq!(p.email(), None);
     let p = verify(json!({"email": "a@example.com", "email_verified": "true"})).await;
-    assert_eq!(p.email, None);
+    assert_eq!(p.email(), None);
     let p = verify(json!({"email": "a@example.com"})).await;
-    assert_eq!(p.email, None);
+    assert_eq!(p.email(), None);
     let p = verify(json!({"email": "a@example.com", "email_verified": true})).await;
-    assert_eq!(p.email.as_deref(), Some("a@example.com"));
+    assert_eq!(p.email(), Some("a@example.com"));
     let p = verify(json!({"preferred_username": "a.user"})).await;
-    assert_eq!(p.name.as_deref(), Some("a.user"));
-    assert_eq!(p.auth_time, None);
+    assert_eq!(p.name(), Some("a.user"));
+    assert_eq!(p.auth_time(), None);
     let p = verify(json!({"name": "A User", "preferred_username": "a.user", "auth_time": NOW - 5}))
         .await;
-    assert_eq!(p.name.as_deref(), Some("A User"));
-    assert_eq!(p.auth_time.unwrap().timestamp(), NOW - 5);
+    assert_eq!(p.name(), Some("A User"));
+    assert_eq!(p.auth_time().unwrap().timestamp(), NOW - 5);
 }
 
 #[tokio::test]
@@ -1428,7 +1431,7 @@ async fn subject_from_another_claim() {
     let (_s, v, url) = single_issuer(|s| s.subject_claim = "oid".into()).await;
     let token = idp_token(&url, "at+jwt", json!({"oid": "2d7c4e8a-9b1f"}));
     let p = v.verify(&token, now()).await.unwrap();
-    assert_eq!(p.identity, Identity::new("idp", "2d7c4e8a-9b1f"));
+    assert_eq!(*p.identity(), Identity::new("idp", "2d7c4e8a-9b1f"));
     let token = idp_token(&url, "at+jwt", json!({}));
     let err = v.verify(&token, now()).await.unwrap_err();
     assert_eq!(err.reason(), "missing_subject");
@@ -1455,12 +1458,12 @@ async fn workload_actor_is_mapped_to_the_actor_issuer() {
         .verify(&token("alice".into()), now())
         .await
         .unwrap();
-    assert_eq!(ci.kind, PrincipalKind::Workload);
+    assert_eq!(ci.kind(), PrincipalKind::Workload);
     assert_eq!(
-        ci.identity,
+        *ci.identity(),
         Identity::new("other", "repo:acme/app:ref:refs/heads/main")
     );
-    assert_eq!(ci.actor, Some(Identity::new("main", "alice")));
+    assert_eq!(ci.actor(), Some(&Identity::new("main", "alice")));
     let human = fx
         .verifier
         .verify(&fx.token(|_, _| {}), now())
@@ -1474,7 +1477,7 @@ async fn workload_actor_is_mapped_to_the_actor_issuer() {
             .verify(&token(absent.clone()), now())
             .await
             .unwrap();
-        assert_eq!(p.actor, None, "{absent}");
+        assert_eq!(p.actor(), None, "{absent}");
     }
 }
 

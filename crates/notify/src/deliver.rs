@@ -211,7 +211,7 @@ impl Deliverer {
             .ok_or_else(|| format!("gate '{gate_name}' has no webhook #{index} any more"))?;
         // Webhooks are referenced by position: if the list was reordered, the one now at this
         // position may never have asked for this event, and must not receive it.
-        if !spec.events.iter().any(|e| e == &message.event) {
+        if !spec.events.iter().any(|e| e.as_str() == message.event) {
             return Err(format!(
                 "webhook #{index} of gate '{gate_name}' no longer subscribes to '{}'",
                 message.event

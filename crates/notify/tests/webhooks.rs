@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use countersign_core::audit::AuditAction;
 use countersign_core::condition::Condition;
 use countersign_core::gate::REQUESTER_VARIABLES;
 use countersign_core::grant::{Delivery, DeliveryState, OutboxMessage};
@@ -253,7 +254,7 @@ fn gate(name: &str, webhooks: Vec<WebhookSpec>) -> Gate {
 fn webhook(url: &str, secret: Option<&str>) -> WebhookSpec {
     WebhookSpec {
         url: url.into(),
-        events: vec![EVENT.into()],
+        events: vec![EVENT.parse().expect("a webhook event")],
         secret: secret.map(Secret::new),
     }
 }
@@ -581,7 +582,7 @@ async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
 async fn configuration_problems_fail_at_once_without_a_request() {
     let receiver = Receiver::start(SECRET, json!([{"status": 200}]));
     let mut unsubscribed = webhook(&receiver.url("/"), Some(SECRET));
-    unsubscribed.events = vec!["request.rejected".into()];
+    unsubscribed.events = vec![AuditAction::RequestRejected];
     let world = World::new(
         vec![gate(
             "deploy",

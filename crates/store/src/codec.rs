@@ -11,7 +11,9 @@ use countersign_core::grant::{
     Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord,
 };
 use countersign_core::ports::{AttemptOutcome, LoginTransaction, WebSession};
+use countersign_core::principal::StoredPrincipal;
 use countersign_core::request::{ApprovalPath, Decision, Request, State, Verdict};
+use countersign_core::secret::Secret;
 use countersign_core::{Digest, Principal, RequestId, StoreError, Timestamp};
 use serde_json::Value;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -278,8 +280,8 @@ impl RequestRow {
             reason: r.reason.clone(),
             ticket: r.ticket.clone(),
             requester: to_json("requester", &r.requester)?,
-            requester_issuer: r.requester.identity.issuer.clone(),
-            requester_subject: r.requester.identity.subject.clone(),
+            requester_issuer: r.requester.identity().issuer.clone(),
+            requester_subject: r.requester.identity().subject.clone(),
             duration_secs: r.duration_secs,
             digest: r.digest.to_string(),
             created_at: millis(&r.created_at),
@@ -363,7 +365,7 @@ pub(crate) struct StoredRequest<'a> {
     params: BTreeMap<String, Value>,
     reason: Option<String>,
     ticket: Option<String>,
-    requester: Principal,
+    requester: StoredPrincipal,
     duration_secs: i64,
     #[serde(borrow)]
     digest: Cow<'a, str>,
@@ -379,7 +381,7 @@ pub(crate) struct StoredRequest<'a> {
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoredDecision<'a> {
-    approver: Principal,
+    approver: StoredPrincipal,
     #[serde(borrow)]
     verdict: Cow<'a, str>,
     comment: Option<String>,
@@ -409,7 +411,7 @@ impl StoredRequest<'_> {
             params: self.params,
             reason: self.reason,
             ticket: self.ticket,
-            requester: self.requester,
+            requester: self.requester.into(),
             duration_secs: self.duration_secs,
             digest: digest(REQUEST, id, &self.digest)?,
             state: State::parse(&self.state)
@@ -438,7 +440,7 @@ impl StoredDecision<'_> {
     /// The decision, named in errors by its request's `id`.
     fn decode(self, id: &str) -> Result<Decision, StoreError> {
         Ok(Decision {
-            approver: self.approver,
+            approver: self.approver.into(),
             verdict: parse_verdict(&self.verdict)
                 .ok_or_else(|| unreadable(DECISION_ON, id, "unknown verdict"))?,
             comment: self.comment,
@@ -453,8 +455,8 @@ impl DecisionRow {
     pub fn encode(request_id: &RequestId, d: &Decision) -> Result<Self, StoreError> {
         Ok(Self {
             request_id: request_id.to_string(),
-            approver_issuer: d.approver.identity.issuer.clone(),
-            approver_subject: d.approver.identity.subject.clone(),
+            approver_issuer: d.approver.identity().issuer.clone(),
+            approver_subject: d.approver.identity().subject.clone(),
             approver: to_json("approver", &d.approver)?,
             verdict: d.verdict.as_str().to_string(),
             comment: d.comment.clone(),
@@ -775,7 +777,7 @@ impl LoginRow {
             browser_binding: l.browser_binding.clone(),
             issuer: l.issuer.clone(),
             nonce: l.nonce.clone(),
-            pkce_verifier: l.pkce_verifier.clone(),
+            pkce_verifier: l.pkce_verifier.expose().to_owned(),
             return_to: l.return_to.clone(),
             max_age: l.max_age,
             created_at: millis(&l.created_at),
@@ -827,7 +829,7 @@ impl LoginRow {
             browser_binding: self.browser_binding,
             issuer: self.issuer,
             nonce: self.nonce,
-            pkce_verifier: self.pkce_verifier,
+            pkce_verifier: Secret::new(self.pkce_verifier),
             return_to: self.return_to,
             max_age: self.max_age,
         })
@@ -854,13 +856,13 @@ impl SessionRow {
     pub fn encode(s: &WebSession) -> Result<Self, StoreError> {
         Ok(Self {
             id_hash: s.id_hash.clone(),
-            issuer: s.principal.identity.issuer.clone(),
-            subject: s.principal.identity.subject.clone(),
+            issuer: s.principal.identity().issuer.clone(),
+            subject: s.principal.identity().subject.clone(),
             sid: s.sid.clone(),
             principal: to_json("session principal", &s.principal)?,
-            id_token: s.id_token.clone(),
+            id_token: s.id_token.as_ref().map(|t| t.expose().to_owned()),
             refresh_token: s.refresh_token.clone(),
-            csrf_token: s.csrf_token.clone(),
+            csrf_token: s.csrf_token.expose().to_owned(),
             created_at: millis(&s.created_at),
             last_seen_at: millis(&s.last_seen_at),
         })
@@ -890,10 +892,13 @@ impl SessionRow {
     pub fn decode(self) -> Result<WebSession, StoreError> {
         // The key is the hash of a live cookie: never named in errors.
         const WHAT: &str = "web session";
-        let principal: Principal = from_json(WHAT, "", "principal", &self.principal)?;
+        let principal: Principal =
+            from_json::<StoredPrincipal>(WHAT, "", "principal", &self.principal)?.into();
         // The identity columns are what logout deletes by: a row where they disagree with the
         // principal could outlive its logout, so it is refused rather than used.
-        if principal.identity.issuer != self.issuer || principal.identity.subject != self.subject {
+        if principal.identity().issuer != self.issuer
+            || principal.identity().subject != self.subject
+        {
             return Err(unreadable(
                 WHAT,
                 "",
@@ -906,9 +911,9 @@ impl SessionRow {
             last_seen_at: instant(WHAT, "", "last_seen_at", self.last_seen_at)?,
             id_hash: self.id_hash,
             sid: self.sid,
-            id_token: self.id_token,
+            id_token: self.id_token.map(Secret::new),
             refresh_token: self.refresh_token,
-            csrf_token: self.csrf_token,
+            csrf_token: Secret::new(self.csrf_token),
         })
     }
 }

@@ -617,7 +617,7 @@ mod tests {
         let event = |i: i64| countersign_core::audit::NewAuditEvent {
             at: chrono::DateTime::from_timestamp(1_700_000_000 + i, 0).unwrap(),
             actor: countersign_core::audit::Actor::system(),
-            action: "test.event".into(),
+            action: countersign_core::audit::AuditAction::KeyCreated,
             request_id: None,
             digest: None,
             detail: serde_json::json!({ "i": i }),

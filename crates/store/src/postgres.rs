@@ -312,22 +312,21 @@ impl Store for PostgresStore {
         row.decode(decisions).map(|r| Some(Arc::new(r)))
     }
 
-    #[tracing::instrument(skip_all, fields(request_id = %transition.request_id))]
+    #[tracing::instrument(skip_all, fields(request_id = %transition.request_id()))]
     async fn apply(&self, transition: &Transition) -> Result<(), StoreError> {
-        let id = transition.request_id.to_string();
+        let id = transition.request_id().to_string();
         let decision = transition
-            .decision
-            .as_ref()
-            .map(|d| DecisionRow::encode(&transition.request_id, d))
+            .decision()
+            .map(|d| DecisionRow::encode(&transition.request_id(), d))
             .transpose()?;
         let mut tx = self.begin_write().await?;
         let changed = sqlx::query(sql::CAS_REQUEST)
             .bind(id.as_str())
-            .bind(transition.expected_version)
-            .bind(transition.state.as_str())
-            .bind(transition.approval.map(crate::codec::approval_name))
-            .bind(transition.decided_at.map(|t| t.timestamp_millis()))
-            .bind(transition.at.timestamp_millis())
+            .bind(transition.expected_version())
+            .bind(transition.state().as_str())
+            .bind(transition.approval().map(crate::codec::approval_name))
+            .bind(transition.decided_at().map(|t| t.timestamp_millis()))
+            .bind(transition.at().timestamp_millis())
             .execute(&mut *tx)
             .await
             .map_err(|e| backend("updating a request", e))?
@@ -349,14 +348,16 @@ impl Store for PostgresStore {
             return Err(if is_unique_violation(&e) {
                 StoreError::Duplicate(format!(
                     "{}:{} has already decided on {}",
-                    decision.approver_issuer, decision.approver_subject, transition.request_id
+                    decision.approver_issuer,
+                    decision.approver_subject,
+                    transition.request_id()
                 ))
             } else {
                 backend("storing a decision", e)
             });
         }
-        insert_outbox(&mut tx, &transition.outbox).await?;
-        append_events(&mut tx, &transition.events).await?;
+        insert_outbox(&mut tx, transition.outbox()).await?;
+        append_events(&mut tx, transition.events()).await?;
         tx.commit()
             .await
             .map_err(|e| backend("committing a change", e))

@@ -481,26 +481,25 @@ impl Store for SqliteStore {
         request.decode(decisions).map(|r| Some(Arc::new(r)))
     }
 
-    #[tracing::instrument(skip_all, fields(request_id = %transition.request_id))]
+    #[tracing::instrument(skip_all, fields(request_id = %transition.request_id()))]
     async fn apply(&self, transition: &Transition) -> Result<(), StoreError> {
         let decision = transition
-            .decision
-            .as_ref()
-            .map(|d| DecisionRow::encode(&transition.request_id, d))
+            .decision()
+            .map(|d| DecisionRow::encode(&transition.request_id(), d))
             .transpose()?;
         let transition = transition.clone();
         self.writer
             .write_checked(
                 move |batch| {
-                    batch.touch(transition.request_id);
-                    let id = transition.request_id.to_string();
+                    batch.touch(transition.request_id());
+                    let id = transition.request_id().to_string();
                     let params = Params::new()
                         .bind(id.as_str())
-                        .bind(transition.expected_version)
-                        .bind(transition.state.as_str())
-                        .bind(transition.approval.map(crate::codec::approval_name))
-                        .bind(transition.decided_at.map(|t| t.timestamp_millis()))
-                        .bind(transition.at.timestamp_millis());
+                        .bind(transition.expected_version())
+                        .bind(transition.state().as_str())
+                        .bind(transition.approval().map(crate::codec::approval_name))
+                        .bind(transition.decided_at().map(|t| t.timestamp_millis()))
+                        .bind(transition.at().timestamp_millis());
                     let changed = match &decision {
                         None => batch.execute(sql::CAS_REQUEST, params),
                         Some(d) => batch.execute(
@@ -523,12 +522,14 @@ impl Store for SqliteStore {
                         .map_err(|e| sqlite_backend("reading a request", e))?;
                     Err(match current {
                         None => StoreError::NotFound,
-                        Some(version) if version != transition.expected_version => {
+                        Some(version) if version != transition.expected_version() => {
                             StoreError::Conflict
                         }
                         Some(_) => StoreError::Duplicate(format!(
                             "{}:{} has already decided on {}",
-                            d.approver_issuer, d.approver_subject, transition.request_id
+                            d.approver_issuer,
+                            d.approver_subject,
+                            transition.request_id()
                         )),
                     })
                 },
@@ -541,13 +542,13 @@ impl Store for SqliteStore {
                             )
                             .map_err(|e| sqlite_backend("storing a decision", e))?;
                     }
-                    insert_outbox(batch, &transition.outbox)?;
-                    append_events(batch, &transition.events)?;
+                    insert_outbox(batch, transition.outbox())?;
+                    append_events(batch, transition.events())?;
                     // The request as cached before, changed as the transition says, is what
                     // the database now holds.
                     if let Some(before) = batch
-                        .cached(&transition.request_id)
-                        .filter(|r| r.version == transition.expected_version)
+                        .cached(&transition.request_id())
+                        .filter(|r| r.version == transition.expected_version())
                     {
                         batch.wrote(transition.apply_to(Arc::unwrap_or_clone(before)));
                     }
@@ -1094,6 +1095,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use countersign_core::Principal;
+    use countersign_core::ports::TransitionParts;
     use serde_json::json;
 
     use super::*;
@@ -1103,14 +1105,14 @@ mod tests {
         let store = SqliteStore::connect("sqlite::memory:").await.expect("open");
         store.migrate().await.expect("migrate");
         let mut alice = Principal::human("okta", "alice");
-        alice.name = Some("Alice \"Al\" Ærø".into());
-        alice.groups = vec!["dev".into(), "on-call".into()];
+        alice.testing_mut().name = Some("Alice \"Al\" Ærø".into());
+        alice.testing_mut().groups = vec!["dev".into(), "on-call".into()];
         for (k, v) in [
             ("team", json!("payments")),
             ("weights", json!([0.5, 1e-7, 12345678901234i64, -0.0])),
             ("nested", json!({"a": [null, true, {"b": "\u{1F600}\n"}]})),
         ] {
-            alice.claims.insert(k.into(), v);
+            alice.testing_mut().claims.insert(k.into(), v);
         }
         let mut params = BTreeMap::new();
         params.insert("service".to_string(), json!("api"));
@@ -1155,8 +1157,8 @@ mod tests {
         {
             sqlx::query(sql::INSERT_DECISION)
                 .bind(ids[1].to_string())
-                .bind(&who.identity.issuer)
-                .bind(&who.identity.subject)
+                .bind(&who.identity().issuer)
+                .bind(&who.identity().subject)
                 .bind(serde_json::to_string(&who.summary()).expect("json"))
                 .bind(verdict)
                 .bind(comment)
@@ -1266,7 +1268,7 @@ mod tests {
             Some(Arc::new(request.clone()))
         );
         there
-            .apply(&Transition {
+            .apply(&Transition::from_parts(TransitionParts {
                 request_id: request.id,
                 expected_version: 1,
                 state: State::Cancelled,
@@ -1276,7 +1278,7 @@ mod tests {
                 decision: None,
                 events: Vec::new(),
                 outbox: Vec::new(),
-            })
+            }))
             .await
             .expect("apply there");
         let listed = here
@@ -1306,8 +1308,8 @@ mod tests {
         store.migrate().await.expect("migrate");
         let at = |ms: i64| countersign_core::time::from_millis(ms).expect("time");
         let mut request = cache::tests::request(1);
-        request.requester.name = Some("Alice \"Al\" Ærø".into());
-        request.requester.claims.insert(
+        request.requester.testing_mut().name = Some("Alice \"Al\" Ærø".into());
+        request.requester.testing_mut().claims.insert(
             "weights".into(),
             json!([0.5, 1e-7, 12345678901234i64, -0.0, {"b": "\u{1F600}\n"}]),
         );
@@ -1329,8 +1331,8 @@ mod tests {
         assert_eq!(store.cache.get(&id), Some(read_back().await));
 
         let mut bob = Principal::human("okta", "bob");
-        bob.groups = vec!["sre".into()];
-        let decide = Transition {
+        bob.testing_mut().groups = vec!["sre".into()];
+        let decide = TransitionParts {
             request_id: id,
             expected_version: request.version,
             state: State::Approved,
@@ -1348,12 +1350,15 @@ mod tests {
             events: Vec::new(),
             outbox: Vec::new(),
         };
-        store.apply(&decide).await.expect("decide");
+        store
+            .apply(&Transition::from_parts(decide.clone()))
+            .await
+            .expect("decide");
         let decided = store.cache.get(&id).expect("kept");
         assert_eq!(decided.version, request.version + 1);
         assert_eq!(decided, read_back().await);
 
-        let cancel = Transition {
+        let cancel = TransitionParts {
             expected_version: decided.version,
             state: State::Cancelled,
             approval: None,
@@ -1361,19 +1366,25 @@ mod tests {
             at: at(8_000),
             ..decide
         };
-        store.apply(&cancel).await.expect("cancel");
+        store
+            .apply(&Transition::from_parts(cancel.clone()))
+            .await
+            .expect("cancel");
         assert_eq!(store.cache.get(&id), Some(read_back().await));
 
         // A change the writer cannot derive (the request was not cached at the version it
         // changes) leaves the cache without it.
         store.cache.forget(&[id]);
-        let expire = Transition {
+        let expire = TransitionParts {
             expected_version: decided.version + 1,
             state: State::Expired,
             at: at(9_000),
             ..cancel
         };
-        store.apply(&expire).await.expect("expire");
+        store
+            .apply(&Transition::from_parts(expire))
+            .await
+            .expect("expire");
         assert_eq!(store.cache.get(&id), None);
         assert_eq!(
             store.get_request(&id).await.expect("read").map(|r| r.state),
@@ -1402,7 +1413,7 @@ mod tests {
             .await
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let transition = Transition {
+        let transition = Transition::from_parts(TransitionParts {
             request_id: id,
             expected_version: before.version,
             state: State::Cancelled,
@@ -1412,7 +1423,7 @@ mod tests {
             decision: None,
             events: Vec::new(),
             outbox: Vec::new(),
-        };
+        });
         let changer = store.clone();
         let caller = tokio::spawn(async move { changer.apply(&transition).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1436,7 +1447,7 @@ mod tests {
             .map(|i| NewAuditEvent {
                 at: countersign_core::time::from_millis(1_000).expect("time"),
                 actor: audit::Actor::system(),
-                action: "test.event".into(),
+                action: audit::AuditAction::KeyCreated,
                 request_id: None,
                 digest: None,
                 detail: json!({ "i": i }),

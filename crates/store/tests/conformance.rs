@@ -170,8 +170,9 @@ mod fixtures {
 
     use countersign_core::audit::{Actor, NewAuditEvent};
     use countersign_core::grant::{GrantRecord, OutboxMessage, SigningKeyRecord};
-    use countersign_core::ports::{LoginTransaction, Transition, WebSession};
+    use countersign_core::ports::{LoginTransaction, Transition, TransitionParts, WebSession};
     use countersign_core::request::{ApprovalPath, Decision, Request, State, Verdict};
+    use countersign_core::secret::Secret;
     use countersign_core::{Digest, Identity, Principal, PrincipalKind, RequestId, Timestamp};
     use serde_json::{Value, json};
 
@@ -185,9 +186,9 @@ mod fixtures {
     /// A person with every field a principal can carry filled in.
     pub fn person(issuer: &str, subject: &str) -> Principal {
         let mut p = Principal::human(issuer, subject);
-        p.name = Some(format!("{subject} Ñoño"));
-        p.email = Some(format!("{subject}@example.com"));
-        p.groups = vec!["sre".into(), "security".into()];
+        p.testing_mut().name = Some(format!("{subject} Ñoño"));
+        p.testing_mut().email = Some(format!("{subject}@example.com"));
+        p.testing_mut().groups = vec!["sre".into(), "security".into()];
         let claims = json!({
             "sub": subject,
             "groups": ["sre", "security"],
@@ -195,17 +196,17 @@ mod fixtures {
             "unicode": "日本語 \"quoted\" \\ back",
         });
         if let Value::Object(map) = claims {
-            p.claims = map;
+            p.testing_mut().claims = map;
         }
-        p.auth_time = Some(at(-60_000));
+        p.testing_mut().auth_time = Some(at(-60_000));
         p
     }
 
     /// A CI job acting for a person.
     pub fn workload(subject: &str, for_person: &str) -> Principal {
         let mut p = Principal::human("github", subject);
-        p.kind = PrincipalKind::Workload;
-        p.actor = Some(Identity::new("okta", for_person));
+        p.testing_mut().kind = PrincipalKind::Workload;
+        p.testing_mut().actor = Some(Identity::new("okta", for_person));
         p
     }
 
@@ -248,7 +249,7 @@ mod fixtures {
         NewAuditEvent {
             at: at(1),
             actor: Actor::system(),
-            action: action.to_string(),
+            action: action.parse().expect("a known audit action"),
             request_id: request.map(|r| r.id),
             digest: request.map(|r| r.digest.clone()),
             detail,
@@ -267,7 +268,7 @@ mod fixtures {
         Decision {
             approver: approver.summary(),
             verdict,
-            comment: Some(format!("{} by {}", verdict.as_str(), approver.identity)),
+            comment: Some(format!("{} by {}", verdict.as_str(), approver.identity())),
             digest: digest.clone(),
             at: at(ms),
             eligible_rules: vec!["sre".into(), "security".into()],
@@ -277,7 +278,7 @@ mod fixtures {
     /// A decision by `approver` that leaves the request pending.
     pub fn vote(request: &Request, expected_version: i64, approver: &Principal) -> Transition {
         let d = decision(approver, Verdict::Approve, &request.digest, 10);
-        Transition {
+        Transition::from_parts(TransitionParts {
             request_id: request.id,
             expected_version,
             state: State::Pending,
@@ -288,20 +289,21 @@ mod fixtures {
             events: vec![event(
                 "decision.approve",
                 Some(request),
-                json!({"approver": approver.identity.to_string(), "rule": "sre"}),
+                json!({"approver": approver.identity().to_string(), "rule": "sre"}),
             )],
             outbox: Vec::new(),
-        }
+        })
     }
 
     /// The final approval by `approver`.
     pub fn approve(request: &Request, expected_version: i64, approver: &Principal) -> Transition {
         let mut t = vote(request, expected_version, approver);
-        t.state = State::Approved;
-        t.approval = Some(ApprovalPath::Quorum);
-        t.decided_at = Some(at(20));
-        t.at = at(20);
-        t.events.push(event(
+        let parts = t.testing_mut();
+        parts.state = State::Approved;
+        parts.approval = Some(ApprovalPath::Quorum);
+        parts.decided_at = Some(at(20));
+        parts.at = at(20);
+        parts.events.push(event(
             "request.approved",
             Some(request),
             json!({"rules": ["sre"]}),
@@ -311,7 +313,7 @@ mod fixtures {
 
     /// A state change without a decision.
     pub fn change(request: &Request, expected_version: i64, state: State, ms: i64) -> Transition {
-        Transition {
+        Transition::from_parts(TransitionParts {
             request_id: request.id,
             expected_version,
             state,
@@ -329,7 +331,7 @@ mod fixtures {
                 json!({"by": "test"}),
             )],
             outbox: Vec::new(),
-        }
+        })
     }
 
     /// A webhook message about `request`, written at `at(ms)`. Ids follow generation order.
@@ -396,7 +398,7 @@ mod fixtures {
             browser_binding: format!("{:0>64}", "b1nd"),
             issuer: "okta".into(),
             nonce: format!("nonce-{state}"),
-            pkce_verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into(),
+            pkce_verifier: Secret::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             return_to: "/requests/req_01?tab=decisions&q=日本語".into(),
             max_age: Some(300),
             created_at: at(ms),
@@ -413,9 +415,11 @@ mod fixtures {
             id_hash: id_hash.to_string(),
             principal: who.clone(),
             sid: sid.map(str::to_string),
-            id_token: Some("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln".into()),
+            id_token: Some(Secret::new(
+                "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln",
+            )),
             refresh_token: Some(sealed),
-            csrf_token: format!("csrf-{id_hash}"),
+            csrf_token: Secret::new(format!("csrf-{id_hash}")),
             created_at: at(ms),
             last_seen_at: at(ms),
         }
@@ -439,6 +443,7 @@ mod cases {
     use countersign_core::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage};
     use countersign_core::ports::{AttemptOutcome, AuditQuery, Order, RequestFilter};
     use countersign_core::request::{ApprovalPath, Request, State, Verdict};
+    use countersign_core::secret::Secret;
     use countersign_core::{Identity, RequestId, StoreError};
     use countersign_store::{verify_audit, verify_audit_in_pages};
     use serde_json::json;
@@ -470,7 +475,7 @@ mod cases {
     pub async fn round_trip_keeps_every_field(db: Db) {
         let alice = person("okta", "alice");
         let mut req = request(0, "deploy-prod", &workload("repo:acme/app", "alice"));
-        req.requester.claims = alice.claims.clone();
+        req.requester.testing_mut().claims = alice.claims().clone();
         db.store
             .insert_request(&req, &created(&req), &[])
             .await
@@ -484,12 +489,13 @@ mod cases {
         let carol = person("google", "carol");
         db.store.apply(&vote(&req, 1, &bob)).await.expect("vote");
         let mut t = vote(&req, 2, &carol);
-        t.decision.as_mut().expect("decision").verdict = Verdict::Reject;
-        t.decision.as_mut().expect("decision").comment = None;
-        t.decision.as_mut().expect("decision").at = at(11);
-        t.state = State::Rejected;
-        t.decided_at = Some(at(11));
-        t.at = at(11);
+        let parts = t.testing_mut();
+        parts.decision.as_mut().expect("decision").verdict = Verdict::Reject;
+        parts.decision.as_mut().expect("decision").comment = None;
+        parts.decision.as_mut().expect("decision").at = at(11);
+        parts.state = State::Rejected;
+        parts.decided_at = Some(at(11));
+        parts.at = at(11);
         db.store.apply(&t).await.expect("reject");
 
         let mut expected = req.clone();
@@ -498,8 +504,8 @@ mod cases {
         expected.decided_at = Some(at(11));
         expected.updated_at = at(11);
         expected.decisions = vec![
-            vote(&req, 1, &bob).decision.expect("decision"),
-            t.decision.clone().expect("decision"),
+            vote(&req, 1, &bob).decision().cloned().expect("decision"),
+            t.decision().cloned().expect("decision"),
         ];
         let got = db.store.get_request(&req.id).await.expect("get");
         assert_eq!(got, Some(Arc::new(expected.clone())));
@@ -718,7 +724,7 @@ mod cases {
             .await
             .expect("approve");
         let mut revoke = change(&req, 2, State::Revoked, 40);
-        revoke.decided_at = None;
+        revoke.testing_mut().decided_at = None;
         db.store.apply(&revoke).await.expect("revoke");
         let got = db
             .store
@@ -747,7 +753,7 @@ mod cases {
         // Same approver identity again, computed from the current version: the CAS passes,
         // the unique decision does not, and the whole transaction goes.
         let mut bob_again = bob.clone();
-        bob_again.name = Some("Robert".into());
+        bob_again.testing_mut().name = Some("Robert".into());
         let err = db.store.apply(&approve(&req, 2, &bob_again)).await;
         assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
 
@@ -947,7 +953,7 @@ mod cases {
         .await;
         let expected: Vec<_> = all
             .iter()
-            .filter(|r| r.requester.identity == alice)
+            .filter(|r| *r.requester.identity() == alice)
             .cloned()
             .collect();
         assert_eq!(mine, expected);
@@ -965,7 +971,7 @@ mod cases {
             .filter(|r| {
                 r.state == State::Pending
                     && r.gate == "db-session"
-                    && r.requester.identity == Identity::new("okta", "bob")
+                    && *r.requester.identity() == Identity::new("okta", "bob")
             })
             .cloned()
             .collect();
@@ -1152,7 +1158,7 @@ mod cases {
         // An event about a request the store has never seen is kept too.
         let ghost = request(2, "deploy-prod", &alice);
         db.store
-            .append_audit(&[event("request.refused", Some(&ghost), json!({}))])
+            .append_audit(&[event("access.denied", Some(&ghost), json!({}))])
             .await
             .expect("ghost"); // 7
 
@@ -1490,19 +1496,19 @@ mod cases {
 
         // A change writes its messages.
         let mut t = approve(&req, 1, &person("okta", "bob"));
-        t.outbox = vec![message(20, &req, "request.approved")];
+        t.testing_mut().outbox = vec![message(20, &req, "request.approved")];
         db.store.apply(&t).await.expect("approve");
         assert_eq!(deliveries(&db, None).await.len(), 3);
 
         // A change that does not apply writes none.
         let before = snapshot(&db, &req).await;
         let mut stale = change(&req, 1, State::Cancelled, 30);
-        stale.outbox = vec![message(30, &req, "request.cancelled")];
+        stale.testing_mut().outbox = vec![message(30, &req, "request.cancelled")];
         let err = db.store.apply(&stale).await;
         assert!(matches!(err, Err(StoreError::Conflict)), "{err:?}");
         // Nor does a refused decision, nor a refused insert.
         let mut twice = vote(&req, 2, &person("okta", "bob"));
-        twice.outbox = vec![message(31, &req, "request.approved")];
+        twice.testing_mut().outbox = vec![message(31, &req, "request.approved")];
         let err = db.store.apply(&twice).await;
         assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
         let err = db
@@ -1601,7 +1607,7 @@ mod cases {
 
         // Revoked (version 3): no longer approved, whatever the version.
         let mut revoke = change(&req, 2, State::Revoked, 40);
-        revoke.decided_at = None;
+        revoke.testing_mut().decided_at = None;
         db.store.apply(&revoke).await.expect("revoke");
         let before = snapshot(&db, &req).await;
         for version in [2, 3] {
@@ -2429,8 +2435,8 @@ mod cases {
                 .expect("revoke again")
         );
         let mut revoke = change(&req, 2, State::Revoked, 50);
-        revoke.decided_at = None;
-        revoke.outbox = vec![message(50, &req, "request.revoked")];
+        revoke.testing_mut().decided_at = None;
+        revoke.testing_mut().outbox = vec![message(50, &req, "request.revoked")];
         db.store.apply(&revoke).await.expect("revoke request"); // 7
         let claimed = db
             .outbox
@@ -2519,7 +2525,7 @@ mod cases {
 
     pub async fn session_round_trip_keeps_every_field(db: Db) {
         let alice = person("okta", "alice");
-        assert!(!alice.claims.is_empty());
+        assert!(!alice.claims().is_empty());
         let full = session("hash-full", &alice, Some("sid-1"), 0);
         let mut bare = session("hash-bare", &person("okta", "bob"), None, 5);
         bare.id_token = None;
@@ -2545,7 +2551,7 @@ mod cases {
         );
 
         let mut again = session("hash-full", &person("okta", "mallory"), None, 9);
-        again.csrf_token = "other".into();
+        again.csrf_token = Secret::new("other");
         let err = db
             .sessions
             .insert_session(&again)
@@ -2575,16 +2581,17 @@ mod cases {
 
         // After a refresh: new claims, tokens and provider session; the start stays.
         let mut refreshed = touched.clone();
-        refreshed.principal.groups = vec!["sre".into()];
+        refreshed.principal.testing_mut().groups = vec!["sre".into()];
         refreshed
             .principal
+            .testing_mut()
             .claims
             .insert("acr".into(), json!("phr"));
-        refreshed.principal.auth_time = Some(at(100_000));
+        refreshed.principal.testing_mut().auth_time = Some(at(100_000));
         refreshed.sid = Some("sid-2".into());
         refreshed.id_token = None;
         refreshed.refresh_token = Some(vec![7, 0, 7]);
-        refreshed.csrf_token = "csrf-rotated".into();
+        refreshed.csrf_token = Secret::new("csrf-rotated");
         refreshed.last_seen_at = at(120_000);
         refreshed.created_at = at(119_000);
         db.sessions

@@ -13,9 +13,9 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use countersign_core::audit::{Actor, NewAuditEvent};
+use countersign_core::audit::{Actor, AuditAction, NewAuditEvent};
 use countersign_core::grant::SigningKeyRecord;
-use countersign_core::ports::{Clock, GrantSigner, KeyStore};
+use countersign_core::ports::{Clock, GrantSigner, KeyStore, SignError};
 use countersign_core::time::{Timestamp, rfc3339};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
@@ -174,7 +174,7 @@ impl KeyRing {
         let event = NewAuditEvent {
             at: now,
             actor: Actor::system(),
-            action: "key.rotated".into(),
+            action: AuditAction::KeyRotated,
             request_id: None,
             digest: None,
             detail: json!({
@@ -349,7 +349,7 @@ impl KeyRing {
         let event = NewAuditEvent {
             at: now,
             actor: Actor::system(),
-            action: "key.created".into(),
+            action: AuditAction::KeyCreated,
             request_id: None,
             digest: None,
             detail: json!({
@@ -368,7 +368,11 @@ impl KeyRing {
     }
 
     /// Signs with the key of `now`; `None` when the keys in memory have none usable.
-    fn try_sign(&self, claims: &Value, now: Timestamp) -> Option<Result<(String, String), String>> {
+    fn try_sign(
+        &self,
+        claims: &Value,
+        now: Timestamp,
+    ) -> Option<Result<(String, String), SignError>> {
         let snapshot = self.snapshot();
         let key = snapshot
             .keys
@@ -382,7 +386,9 @@ impl KeyRing {
         Some(
             compact(&header, claims, signing)
                 .map(|token| (token, key.kid.clone()))
-                .ok_or_else(|| format!("cannot sign with signing key {}", key.kid)),
+                .ok_or_else(|| SignError::Signature {
+                    kid: key.kid.clone(),
+                }),
         )
     }
 }
@@ -407,9 +413,9 @@ impl GrantSigner for KeyRing {
         &self.inner.issuer
     }
 
-    async fn sign(&self, claims: &Value) -> Result<(String, String), String> {
+    async fn sign(&self, claims: &Value) -> Result<(String, String), SignError> {
         let Value::Object(claims) = claims else {
-            return Err("grant claims must be a JSON object".into());
+            return Err(SignError::ClaimsNotAnObject);
         };
         let mut claims = claims.clone();
         // Ours to set: a caller cannot sign a token in another issuer's name.
@@ -428,10 +434,9 @@ impl GrantSigner for KeyRing {
             return signed;
         }
         // Another replica may have rotated, or our key's publication ended: read once more.
-        self.reload().await?;
-        self.try_sign(&claims, now).unwrap_or_else(|| {
-            Err("no signing key is usable now; rotate the signing key".to_string())
-        })
+        self.reload().await.map_err(SignError::Keys)?;
+        self.try_sign(&claims, now)
+            .unwrap_or(Err(SignError::NoUsableKey))
     }
 }
 

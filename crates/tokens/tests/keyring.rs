@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{Duration, TimeZone, Utc};
 use countersign_core::audit::NewAuditEvent;
 use countersign_core::grant::SigningKeyRecord;
-use countersign_core::ports::{Clock, GrantSigner, KeyStore, ManualClock, StoreError};
+use countersign_core::ports::{Clock, GrantSigner, KeyStore, ManualClock, SignError, StoreError};
 use countersign_core::time::Timestamp;
 use countersign_tokens::{Kek, KeyRing, SigningAlg, generate_key};
 use serde_json::{Value, json};
@@ -142,7 +142,7 @@ async fn load_creates_an_audited_first_key_once() {
     {
         let events = fx.store.events.lock().unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(events[0].action, "key.created");
+        assert_eq!(events[0].action.as_str(), "key.created");
         assert_eq!(events[0].actor.subject, "system");
         assert_eq!(events[0].detail["kid"], stored[0].kid.as_str());
     }
@@ -385,7 +385,7 @@ async fn rotation_publishes_first_switches_and_retires_later() {
             assert_eq!(stored[0].publish_until, Some(until));
             let events = fx.store.events.lock().unwrap();
             let rotated = events.last().unwrap();
-            assert_eq!(rotated.action, "key.rotated");
+            assert_eq!(rotated.action.as_str(), "key.rotated");
             assert_eq!(rotated.detail["kid"], new.kid.as_str());
             assert_eq!(rotated.detail["previous_kid"], old_kid.as_str());
             assert_eq!(rotated.actor.subject, "system");
@@ -594,7 +594,11 @@ async fn sign_reloads_once_when_no_key_in_memory_is_usable() {
         .sign(&claims(now, Duration::minutes(5)))
         .await
         .unwrap_err();
-    assert!(err.contains("no signing key is usable"), "{err}");
+    assert!(matches!(err, SignError::NoUsableKey), "{err}");
+    assert!(
+        err.to_string().contains("no signing key is usable"),
+        "{err}"
+    );
 
     // Someone else adds a key that signs now: the next sign finds it without a reload call.
     let current = generate_key(SigningAlg::Es256, &fx.kek, now, now);

@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use countersign_config::{Env, IssuerConfig, Settings};
+use countersign_core::principal::VerifiedClaims;
 use countersign_core::request::{content_digest, content_value};
 use countersign_core::time::rfc3339;
-use countersign_core::{Gate, Principal, Request, RequestId, State, policy};
+use countersign_core::{
+    Gate, Identity, Principal, PrincipalKind, Request, RequestId, State, policy,
+};
 use serde_json::{Map, Value, json};
 
 use crate::clock;
@@ -81,7 +84,17 @@ pub fn run(args: ExplainArgs) -> Outcome {
     let issuer = choose_issuer(&settings, args.issuer.as_deref(), &claims)?;
     let principal = principal_from(issuer, claims, &args.claims)?;
     let requester = match &args.requester {
-        None => Principal::human("(requester)", "(requester)"),
+        // No requester given: a stand-in with no claims.
+        None => Principal::from_verified(VerifiedClaims {
+            identity: Identity::new("(requester)", "(requester)"),
+            kind: PrincipalKind::Human,
+            name: None,
+            email: None,
+            groups: Vec::new(),
+            claims: Map::new(),
+            auth_time: None,
+            actor: None,
+        }),
         Some(path) => {
             let claims = read_claims(path)?;
             // Its own `iss` first; else the issuer named for the main claims.
@@ -128,7 +141,7 @@ pub fn run(args: ExplainArgs) -> Outcome {
     let checks = policy::approver_checks(gate, &request, &principal, now);
 
     let mut notes = Vec::new();
-    if principal.kind == countersign_core::PrincipalKind::Workload {
+    if principal.kind() == PrincipalKind::Workload {
         notes.push("a workload never approves, whatever the rules say".to_string());
     }
     if args.requester.is_none() {
@@ -195,18 +208,17 @@ fn text(report: &Value, principal: &Principal) -> Vec<String> {
     let mut lines = vec![format!(
         "{} for {}:{}{} ({}, groups: {})",
         paint.bold(report["gate"].as_str().unwrap_or_default()),
-        principal.identity.issuer,
-        principal.identity.subject,
+        principal.identity().issuer,
+        principal.identity().subject,
         principal
-            .name
-            .as_ref()
+            .name()
             .map(|n| format!(" {n}"))
             .unwrap_or_default(),
-        principal.kind.as_str(),
-        if principal.groups.is_empty() {
+        principal.kind().as_str(),
+        if principal.groups().is_empty() {
             "none".to_string()
         } else {
-            principal.groups.join(", ")
+            principal.groups().join(", ")
         }
     )];
     let r = &report["request"];

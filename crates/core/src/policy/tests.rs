@@ -49,8 +49,8 @@ fn t0() -> Timestamp {
 
 fn person(subject: &str, groups: &[&str]) -> Principal {
     let mut p = Principal::human("idp", subject);
-    p.groups = groups.iter().map(|g| g.to_string()).collect();
-    p.email = Some(format!("{subject}@example.com"));
+    p.testing_mut().groups = groups.iter().map(|g| g.to_string()).collect();
+    p.testing_mut().email = Some(format!("{subject}@example.com"));
     p
 }
 
@@ -124,8 +124,8 @@ fn one_person_in_both_teams_fills_one_slot() {
         "already_decided"
     );
     let mut dave2 = person("dave-alt", &["sre", "security"]);
-    dave2.identity = Identity::new("other-idp", "d");
-    dave2.email = Some("DAVE@example.com".into());
+    dave2.testing_mut().identity = Identity::new("other-idp", "d");
+    dave2.testing_mut().email = Some("DAVE@example.com".into());
     assert_eq!(
         act(&g, &r, &dave2, Verdict::Approve).unwrap_err(),
         "already_decided"
@@ -152,15 +152,15 @@ fn self_approval_is_refused_under_every_identity() {
         "self_approval"
     );
     let mut alias = person("alice2", &["sre"]);
-    alias.email = Some("alice@example.com".into());
+    alias.testing_mut().email = Some("alice@example.com".into());
     assert_eq!(
         act(&g, &r, &alias, Verdict::Approve).unwrap_err(),
         "self_approval"
     );
     // A CI run started by alice: alice cannot approve it.
     let mut ci = Principal::human("github", "repo:acme/app");
-    ci.kind = PrincipalKind::Workload;
-    ci.actor = Some(alice.identity.clone());
+    ci.testing_mut().kind = PrincipalKind::Workload;
+    ci.testing_mut().actor = Some(alice.identity().clone());
     let r = request(&ci);
     assert_eq!(
         act(&g, &r, &alice, Verdict::Approve).unwrap_err(),
@@ -173,7 +173,7 @@ fn workloads_never_decide() {
     let g = two_teams();
     let r = request(&person("alice", &["dev"]));
     let mut bot = person("bot", &["sre"]);
-    bot.kind = PrincipalKind::Workload;
+    bot.testing_mut().kind = PrincipalKind::Workload;
     assert_eq!(
         act(&g, &r, &bot, Verdict::Approve).unwrap_err(),
         "workload_cannot_approve"
@@ -291,11 +291,14 @@ fn a_prepared_approver_answers_as_authorize_decision_does() {
     let fresh = request(&alice);
     let led = act(&g, &fresh, &person("lead1", &["lead"]), Verdict::Approve).unwrap();
     let mut bot = person("bot", &["lead"]);
-    bot.kind = PrincipalKind::Workload;
+    bot.testing_mut().kind = PrincipalKind::Workload;
     let mut alias = person("alice2", &["lead"]);
-    alias.email = Some("alice@example.com".into());
+    alias.testing_mut().email = Some("alice@example.com".into());
     let mut oncall = person("sam", &["sre"]);
-    oncall.claims.insert("oncall".into(), Value::Bool(true));
+    oncall
+        .testing_mut()
+        .claims
+        .insert("oncall".into(), Value::Bool(true));
     let people = [
         person("lead2", &["lead"]),
         person("lead1", &["lead"]),
@@ -315,14 +318,14 @@ fn a_prepared_approver_answers_as_authorize_decision_does() {
                     prepared.may_approve(&g, r),
                     authorize_decision(&g, r, who, Verdict::Approve, now).is_ok(),
                     "{} at {now} with {} decisions",
-                    who.identity,
+                    who.identity(),
                     r.decisions.len()
                 );
                 assert_eq!(
                     prepared.checks(&g, r),
                     approver_checks(&g, r, who, now),
                     "{}",
-                    who.identity
+                    who.identity()
                 );
             }
         }

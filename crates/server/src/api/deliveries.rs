@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use countersign_api::{DeliveryPage, DeliveryRetry, ErrorBody, ListDeliveriesQuery};
+use countersign_core::audit::AuditAction;
 use countersign_core::grant::DeliveryState;
 use serde_json::json;
 
@@ -114,7 +115,7 @@ pub(super) async fn retry(
     }
     state
         .engine
-        .record_operator_action(&who, "webhooks.retry", json!({"delivery": id}))
+        .record_operator_action(&who, AuditAction::WebhookRetry, json!({"delivery": id}))
         .await?;
     Ok(Json(DeliveryRetry {
         id,

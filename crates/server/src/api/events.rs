@@ -144,7 +144,7 @@ fn concerns(state: &AppState, who: &Principal, request: &Request) -> bool {
     if request.requester.same_person_as(who) || request.decision_of(who).is_some() {
         return true;
     }
-    who.kind == PrincipalKind::Human
+    who.kind() == PrincipalKind::Human
         && state.engine.gates().get(&request.gate).is_some_and(|gate| {
             countersign_core::policy::approver_checks(gate, request, who, state.engine.now())
                 .iter()

@@ -36,7 +36,7 @@ async fn authenticate(
         basic(state, rest.trim())
     } else if scheme.eq_ignore_ascii_case("bearer") {
         match state.verifier.verify(rest.trim(), state.engine.now()).await {
-            Ok(p) if p.kind == PrincipalKind::Workload => Ok(Actor::from(&p.identity)),
+            Ok(p) if p.kind() == PrincipalKind::Workload => Ok(Actor::from(p.identity())),
             Ok(_) => Err("not_a_workload"),
             Err(e) => Err(e.reason()),
         }

@@ -228,11 +228,16 @@ async fn decide(
         .digest
         .parse()
         .map_err(|_| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_digest", "digest must be sha256: followed by 64 lowercase hex characters, as shown on the request"))?;
-    let request = state
+    let decided = state
         .engine
         .decide(&who, &id, verdict, &digest, body.comment)
         .await?;
-    Ok(view(&state, &request))
+    // The engine returns the standing it worked out: no second evaluation.
+    Ok(Json(RequestView::new(
+        &decided.request,
+        Some(&decided.evaluation),
+    ))
+    .into_response())
 }
 
 /// Approve a request
@@ -418,7 +423,7 @@ pub(super) async fn token(
         expires_at: countersign_core::time::rfc3339(&grant.expires_at),
         jti: grant.jti,
         request_id: grant.request.id.to_string(),
-        token: grant.token,
+        token: grant.token.expose().to_owned(),
         token_type: "Bearer".to_owned(),
     }))
 }

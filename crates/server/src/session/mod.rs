@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::http::header::{ORIGIN, REFERER};
 use axum::http::{HeaderMap, HeaderName};
 use countersign_config::Settings;
+use countersign_core::audit::AuditAction;
 use countersign_core::ports::WebSession;
 use countersign_core::secret::Secret;
 use countersign_core::{Engine, Principal, SessionStore, StoreError, Timestamp};
@@ -22,7 +23,7 @@ use countersign_identity::{LoginClient, LoginIssuerSettings, RelyingParty, Signe
 use countersign_tokens::Kek;
 use serde_json::json;
 
-use cookies::{random_token, same_secret};
+use cookies::random_token;
 
 /// How often expired logins and idle sessions are deleted.
 const PURGE_EVERY: chrono::Duration = chrono::Duration::minutes(1);
@@ -164,7 +165,7 @@ impl Session {
 
     /// The CSRF token for this session's forms.
     pub fn csrf(&self) -> &str {
-        &self.record.csrf_token
+        self.record.csrf_token.expose()
     }
 
     /// Whether the person authenticated at their provider within `max_age` (fresh enough to
@@ -172,7 +173,7 @@ impl Session {
     pub fn authenticated_within(&self, max_age: chrono::Duration, now: Timestamp) -> bool {
         self.record
             .principal
-            .auth_time
+            .auth_time()
             .is_some_and(|t| now - t <= max_age)
     }
 }
@@ -239,8 +240,8 @@ impl Sessions {
     ) -> Result<Option<Renewal>, StoreError> {
         let expired = record
             .id_token
-            .as_deref()
-            .and_then(countersign_identity::rp::id_token_expiry)
+            .as_ref()
+            .and_then(|t| countersign_identity::rp::id_token_expiry(t.expose()))
             .is_some_and(|exp| exp <= now);
         let Some(sealed) = record.refresh_token.as_deref().filter(|_| expired) else {
             return Ok(None);
@@ -257,7 +258,7 @@ impl Sessions {
                     return Ok(Some(Renewal::Ended));
                 }
             };
-        let issuer = record.principal.identity.issuer.clone();
+        let issuer = record.principal.identity().issuer.clone();
         match self
             .rp()
             .refresh(&issuer, &refresh_token, &record.principal, now)
@@ -313,7 +314,7 @@ impl Sessions {
         audit(
             engine,
             &record.principal,
-            "auth.logout",
+            AuditAction::AuthLogout,
             json!({"reason": reason, "sid": record.sid}),
         )
         .await;
@@ -344,7 +345,7 @@ impl Sessions {
             sid: signed_in.sid,
             id_token: Some(signed_in.id_token),
             refresh_token,
-            csrf_token: random_token(),
+            csrf_token: Secret::new(random_token()),
             created_at: now,
             last_seen_at: now,
         };
@@ -383,7 +384,7 @@ impl Sessions {
             }
         }
         match token {
-            Some(t) if same_secret(t, session.csrf()) => Ok(()),
+            Some(t) if session.record.csrf_token.ct_eq(t) => Ok(()),
             _ => Err(ForgedForm),
         }
     }
@@ -420,11 +421,11 @@ fn aad(id_hash: &str) -> Vec<u8> {
 pub(crate) async fn audit(
     engine: &Engine,
     who: &Principal,
-    action: &str,
+    action: AuditAction,
     detail: serde_json::Value,
 ) {
     if let Err(e) = engine.record_operator_action(who, action, detail).await {
-        tracing::error!(error = %e, action, "could not audit a sign-in event");
+        tracing::error!(error = %e, action = action.as_str(), "could not audit a sign-in event");
     }
 }
 

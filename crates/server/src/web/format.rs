@@ -67,17 +67,21 @@ pub(super) fn absolute(t: Timestamp) -> String {
 
 /// The name to show for a person: their name, else their e-mail, else their subject.
 pub(super) fn who(p: &Principal) -> String {
-    p.name
-        .clone()
-        .or_else(|| p.email.clone())
-        .unwrap_or_else(|| p.identity.subject.clone())
+    p.name()
+        .or_else(|| p.email())
+        .unwrap_or(&p.identity().subject)
+        .to_owned()
 }
 
 /// The precise identity: `alice@example.com · okta: 00u1…`.
 pub(super) fn who_detail(p: &Principal) -> String {
-    match &p.email {
-        Some(email) => format!("{email} · {}: {}", p.identity.issuer, p.identity.subject),
-        None => format!("{}: {}", p.identity.issuer, p.identity.subject),
+    match p.email() {
+        Some(email) => format!(
+            "{email} · {}: {}",
+            p.identity().issuer,
+            p.identity().subject
+        ),
+        None => format!("{}: {}", p.identity().issuer, p.identity().subject),
     }
 }
 

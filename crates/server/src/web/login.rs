@@ -10,7 +10,11 @@
 use axum::extract::{RawForm, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use countersign_core::audit::AuditAction;
 use countersign_core::ports::LoginTransaction;
+use countersign_core::principal::VerifiedClaims;
+use countersign_core::secret::{Secret, ct_eq};
+use countersign_core::{Identity, Principal, PrincipalKind};
 use countersign_identity::Callback;
 use serde_json::json;
 
@@ -18,7 +22,7 @@ use super::format::with_query;
 use super::return_to::local_path;
 use super::templates::{IssuerChoice, Layout, LoginPage, LogoutPage, render};
 use super::{WebError, pages};
-use crate::session::cookies::{self, random_token, same_secret};
+use crate::session::cookies::{self, random_token};
 use crate::session::{Use, audit, audit_failure};
 use crate::state::AppState;
 
@@ -235,10 +239,12 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
             "the sign-in took too long; please start again",
         ));
     }
-    let bound = web
-        .cookies()
-        .login(headers)
-        .is_some_and(|cookie| same_secret(&cookies::hash(&cookie), &transaction.browser_binding));
+    let bound = web.cookies().login(headers).is_some_and(|cookie| {
+        ct_eq(
+            cookies::hash(&cookie).as_bytes(),
+            transaction.browser_binding.as_bytes(),
+        )
+    });
     if !bound {
         return Err(refuse(
             "browser_mismatch",
@@ -272,7 +278,7 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
     audit(
         &state.engine,
         &principal,
-        "auth.login",
+        AuditAction::AuthLogin,
         json!({"issuer": issuer, "sid": sid, "fresh_authentication": transaction.max_age.is_some()}),
     )
     .await;
@@ -332,8 +338,8 @@ pub(super) async fn logout(
     let target = web
         .rp()
         .end_session_url(
-            &current.record.principal.identity.issuer,
-            current.record.id_token.as_deref(),
+            &current.record.principal.identity().issuer,
+            current.record.id_token.as_ref().map(Secret::expose),
             &post_logout,
         )
         .await
@@ -421,12 +427,21 @@ pub(super) async fn backchannel_logout(
             );
         }
     };
-    let who =
-        countersign_core::Principal::human(&notice.issuer, notice.subject.as_deref().unwrap_or(""));
+    // The logout token was verified; its issuer and subject are all it says about who.
+    let who = Principal::from_verified(VerifiedClaims {
+        identity: Identity::new(&notice.issuer, notice.subject.as_deref().unwrap_or("")),
+        kind: PrincipalKind::Human,
+        name: None,
+        email: None,
+        groups: Vec::new(),
+        claims: serde_json::Map::new(),
+        auth_time: None,
+        actor: None,
+    });
     audit(
         &state.engine,
         &who,
-        "auth.logout",
+        AuditAction::AuthLogout,
         json!({"reason": "backchannel_logout", "sid": notice.sid, "sessions": ended, "jti": notice.jti}),
     )
     .await;

@@ -586,7 +586,7 @@ async fn webhooks_are_signed_retried_and_survive_restarts(backend: Backend) {
     let receiver = Receiver::start(
         json!([{"status": 500}, {"status": 500}, {"status": 500}, {"status": 200}]),
     );
-    let gate = hooked_gate(&receiver.url(), r#""request.approved", "grant.redeemed""#);
+    let gate = hooked_gate(&receiver.url(), r#""request.approved", "grant.issued""#);
     let app = spawn_app_with(backend, &gate).await;
     let (alice, bob) = tokio::join!(app.token("alice"), app.token("bob"));
     let request = app
@@ -618,7 +618,7 @@ async fn webhooks_are_signed_retried_and_survive_restarts(backend: Backend) {
     assert_eq!(body["type"], "request.approved");
     assert_eq!(body["data"]["id"], request["id"]);
     assert_eq!(body["data"]["state"], "approved");
-    // Redeeming announces grant.redeemed.
+    // Redeeming announces grant.issued, the event's name in the audit log too.
     app.post(&token_path(&request), &alice, json!({})).await;
     drain(&app.deliverer, &app.clock, 1).await;
     let last: Value = serde_json::from_str(
@@ -627,7 +627,7 @@ async fn webhooks_are_signed_retried_and_survive_restarts(backend: Backend) {
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(last["type"], "grant.redeemed");
+    assert_eq!(last["type"], "grant.issued");
 }
 
 async fn bad_webhook_targets_fail_cleanly(backend: Backend) {

@@ -108,10 +108,10 @@ async fn signs_in_end_to_end_against_the_real_provider() {
 
     // The session holds the verified identity, its provider session and a sealed refresh token.
     let record = crate::helpers::session_of(&app, &browser).await.unwrap();
-    assert_eq!(record.principal.identity.issuer, "idp");
-    assert_eq!(record.principal.identity.subject, "bob");
-    assert_eq!(record.principal.groups, ["sre"]);
-    assert!(record.principal.auth_time.is_some());
+    assert_eq!(record.principal.identity().issuer, "idp");
+    assert_eq!(record.principal.identity().subject, "bob");
+    assert_eq!(record.principal.groups(), ["sre"]);
+    assert!(record.principal.auth_time().is_some());
     let sealed = record
         .refresh_token
         .expect("the provider gives refresh tokens");

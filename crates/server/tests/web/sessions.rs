@@ -114,7 +114,14 @@ async fn logout_ends_the_session_server_side_and_at_the_provider() {
     let end = url::Url::parse(page.location()).unwrap();
     assert!(end.as_str().starts_with(app.provider.issuer()), "{end}");
     let q: std::collections::HashMap<String, String> = end.query_pairs().into_owned().collect();
-    assert_eq!(q.get("id_token_hint"), record.id_token.as_ref());
+    assert_eq!(
+        q.get("id_token_hint"),
+        record
+            .id_token
+            .as_ref()
+            .map(|t| t.expose().to_owned())
+            .as_ref()
+    );
     assert_eq!(
         q.get("client_id").map(String::as_str),
         Some("countersign-web")
@@ -351,15 +358,16 @@ async fn claims_are_renewed_with_the_refresh_token() {
     let browser = Browser::new(&app);
     browser.sign_in(&app, "stub", "mallory").await;
     let first = session_of(&app, &browser).await.unwrap();
-    assert_eq!(first.principal.groups, ["sre"]);
+    assert_eq!(first.principal.groups(), ["sre"]);
     // The provider changes mallory's groups; the ID token (5 minutes) expires.
     app.stub.set_claim("groups", json!(["security"]));
     app.clock.advance(Duration::minutes(6));
     assert!(browser.signed_in().await);
     let renewed = session_of(&app, &browser).await.unwrap();
-    assert_eq!(renewed.principal.groups, ["security"], "claims renewed");
+    assert_eq!(renewed.principal.groups(), ["security"], "claims renewed");
     assert_eq!(
-        renewed.principal.auth_time, first.principal.auth_time,
+        renewed.principal.auth_time(),
+        first.principal.auth_time(),
         "auth_time kept"
     );
     assert_eq!(app.stub.refresh_calls(), 1);

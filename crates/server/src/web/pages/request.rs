@@ -170,7 +170,7 @@ fn request_page(state: &AppState, session: &Session, r: &Request, extras: Extras
     let can_decide = engine.can_decide_now(me, r);
     let max_age = state.settings.server.approval_max_auth_age;
     let needs_fresh = can_decide && !session.authenticated_within(max_age, now);
-    let fresh_note = match me.auth_time {
+    let fresh_note = match me.auth_time() {
         Some(t) => format!(
             "You signed in {} at your provider; deciding needs a sign-in within the last {}, so you will be asked to sign in again first.",
             ago(now, t),
@@ -195,7 +195,7 @@ fn request_page(state: &AppState, session: &Session, r: &Request, extras: Extras
         })
         .unwrap_or_default();
     let mine = r.requester.same_person_as(me);
-    let eligible = me.kind == PrincipalKind::Human
+    let eligible = me.kind() == PrincipalKind::Human
         && gate.as_ref().is_some_and(|g| {
             countersign_core::policy::approver_checks(g, r, me, now)
                 .iter()
@@ -332,7 +332,7 @@ pub(crate) async fn decide(
             query.push(("comment", carried.as_str()));
         }
         let back = with_query(&format!("/requests/{id}"), &query);
-        let issuer = session.principal().identity.issuer.clone();
+        let issuer = session.principal().identity().issuer.clone();
         return crate::web::login::start(
             &state,
             &headers,
