@@ -140,9 +140,9 @@ pub(super) fn page(conn: &Connection, filter: &RequestFilter) -> Result<Vec<Requ
 /// moved between the two statements the listing is read again as one [`page`], so that it
 /// reads as of one snapshot.
 ///
-/// This second path pays for itself in S4's inbox (`bench/README.md`): a page of 50 pending
-/// requests from the cache costs one statement over the `(state, id)` index instead of 50
-/// requests read and decoded.
+/// This second path for one query pays for itself in S4's inbox: when it came in (commit
+/// b179f18, quick S4, three runs each) the server's CPU per inbox page went from 1.65-1.90 ms
+/// to 0.68-0.78 ms and the inbox p99 from 4.26-5.28 ms to 1.84-1.89 ms.
 pub(super) fn page_by_version(
     conn: &Connection,
     cache: &crate::cache::RequestCache,

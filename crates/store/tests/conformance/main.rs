@@ -1,7 +1,7 @@
 //! The storage conformance suite: every case is written once, in the file of its port
-//! (`requests`, `audit`, `grants`, `outbox`, `sessions`, `schema`), and run against SQLite (a
-//! temporary file) and PostgreSQL (a fresh database per test, from the testkit's throwaway
-//! cluster). A backend is conformant when every case passes on it.
+//! (`requests`, `listing`, `audit`, `grants`, `outbox`, `sessions`, `schema`), and run against
+//! SQLite (a temporary file) and PostgreSQL (a fresh database per test, from the testkit's
+//! throwaway cluster). A backend is conformant when every case passes on it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -186,6 +186,7 @@ mod audit;
 mod fixtures;
 mod grants;
 mod helpers;
+mod listing;
 mod outbox;
 mod requests;
 mod schema;
@@ -195,6 +196,7 @@ mod sessions;
 mod cases {
     pub(crate) use super::audit::*;
     pub(crate) use super::grants::*;
+    pub(crate) use super::listing::*;
     pub(crate) use super::outbox::*;
     pub(crate) use super::requests::*;
     pub(crate) use super::schema::*;
