@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,9 +18,9 @@ use countersign_core::principal::VerifiedClaims;
 use countersign_core::request::content_digest;
 use countersign_core::time::{from_millis, rfc3339};
 use countersign_core::{Digest, Identity, Principal, PrincipalKind, RequestId, Timestamp};
+use rusqlite::Connection;
+use rusqlite::types::{ToSql, ToSqlOutput};
 use serde_json::{Map, Value, json};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, SqliteConnection};
 
 /// The configured name of the people's issuer (the bench configuration's `[[issuers]]`).
 pub const ISSUER: &str = "idp";
@@ -267,6 +266,16 @@ impl From<&str> for Cell {
 impl<T: Into<Cell>> From<Option<T>> for Cell {
     fn from(v: Option<T>) -> Self {
         v.map_or(Cell::Null, Into::into)
+    }
+}
+
+impl ToSql for Cell {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Cell::Int(v) => v.to_sql(),
+            Cell::Text(v) => v.to_sql(),
+            Cell::Null => rusqlite::types::Null.to_sql(),
+        }
     }
 }
 
@@ -755,42 +764,21 @@ impl Generator {
 }
 
 /// Inserts `cells` (whole rows of `table`) with multi-row statements.
-async fn insert(
-    conn: &mut SqliteConnection,
-    table: &Table,
-    cells: Vec<Cell>,
-) -> anyhow::Result<()> {
+fn insert(conn: &Connection, table: &Table, cells: &[Cell]) -> anyhow::Result<()> {
     let width = table.columns.len();
-    let mut rows = cells.len() / width;
-    let mut cells = cells.into_iter();
-    let mut statements: BTreeMap<usize, Arc<str>> = BTreeMap::new();
-    while rows > 0 {
-        let n = rows.min(ROWS_PER_STATEMENT);
-        let sql = statements
-            .entry(n)
-            .or_insert_with(|| {
-                let row = format!("({})", vec!["?"; width].join(", "));
-                format!(
-                    "INSERT INTO {} ({}) VALUES {}",
-                    table.name,
-                    table.columns.join(", "),
-                    vec![row; n].join(", ")
-                )
-                .into()
-            })
-            .clone();
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for cell in cells.by_ref().take(n * width) {
-            q = match cell {
-                Cell::Int(v) => q.bind(v),
-                Cell::Text(v) => q.bind(v),
-                Cell::Null => q.bind(None::<String>),
-            };
-        }
-        q.execute(&mut *conn)
-            .await
+    for rows in cells.chunks(ROWS_PER_STATEMENT * width) {
+        let n = rows.len() / width;
+        let row = format!("({})", vec!["?"; width].join(", "));
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            table.name,
+            table.columns.join(", "),
+            vec![row; n].join(", ")
+        );
+        // Two statement shapes per table (full chunks and the last one): both stay prepared.
+        conn.prepare_cached(&sql)
+            .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(rows)))
             .with_context(|| format!("inserting into {}", table.name))?;
-        rows -= n;
     }
     Ok(())
 }
@@ -807,35 +795,10 @@ pub async fn seed(
     let url = format!("sqlite://{}", path.display());
     let store = countersign_store::SqliteStore::connect(&url).await?;
     store.migrate().await?;
-    store.pool().close().await;
-    drop(store);
+    store.close().await;
 
-    // One connection, no journal, no fsync: a failed seed is thrown away anyway.
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .journal_mode(SqliteJournalMode::Off)
-        .synchronous(SqliteSynchronous::Off)
-        .foreign_keys(false)
-        .pragma("cache_size", "-262144")
-        .pragma("temp_store", "memory")
-        .pragma("locking_mode", "exclusive")
-        .connect()
-        .await
-        .context("opening the seed database")?;
-    let indexes: Vec<(String, String)> = sqlx::query_as(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
-         AND tbl_name IN ('requests', 'decisions', 'audit_events', 'grants')",
-    )
-    .fetch_all(&mut conn)
-    .await?;
-    for (name, _) in &indexes {
-        sqlx::query(AssertSqlSafe(format!("DROP INDEX {name}")))
-            .execute(&mut conn)
-            .await?;
-    }
-
-    // Rows are built on a blocking thread while this task writes the previous batch.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(2);
+    // Rows are built on one blocking thread while another writes the previous batch.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(2);
     let issuer_url = issuer_url.to_owned();
     let generator = tokio::task::spawn_blocking(move || {
         let mut g = Generator::new(size, &issuer_url, now);
@@ -846,42 +809,29 @@ pub async fn seed(
             let t = Instant::now();
             let batch = g.batch(from, to);
             busy += t.elapsed();
-            if tx.blocking_send(batch).is_err() {
+            if tx.send(batch).is_err() {
                 break;
             }
             from = to;
         }
         (g, busy)
     });
-    let mut inserting = Duration::ZERO;
-    while let Some(b) = rx.recv().await {
-        let started = Instant::now();
-        let mut t = conn.begin().await?;
-        insert(&mut t, &REQUESTS, b.requests).await?;
-        insert(&mut t, &DECISIONS, b.decisions).await?;
-        insert(&mut t, &EVENTS, b.events).await?;
-        insert(&mut t, &GRANTS, b.grants).await?;
-        t.commit().await?;
-        inserting += started.elapsed();
-    }
+    let file = path.to_owned();
+    let loader = tokio::task::spawn_blocking(move || load(&file, &rx));
     let (g, generating) = generator.await.context("the row generator failed")?;
-    sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
-        .bind(g.seq)
-        .bind(&g.head)
-        .execute(&mut conn)
-        .await?;
+    let (conn, indexes, inserting) = loader.await.context("the loader failed")??;
+    conn.execute(
+        "UPDATE audit_head SET seq = ?1, hash = ?2 WHERE id = 1",
+        (g.seq, &g.head),
+    )?;
     let indexing = Instant::now();
     for (name, sql) in indexes {
-        sqlx::query(AssertSqlSafe(sql))
-            .execute(&mut conn)
-            .await
+        conn.execute_batch(&sql)
             .with_context(|| format!("recreating index {name}"))?;
     }
     let indexing = indexing.elapsed();
-    sqlx::query("PRAGMA journal_mode = WAL")
-        .execute(&mut conn)
-        .await?;
-    conn.close().await?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.close().map_err(|(_, e)| e)?;
     let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     Ok(Seeded {
         requests: g.ids.len(),
@@ -896,4 +846,45 @@ pub async fn seed(
         indexing,
         file_bytes,
     })
+}
+
+/// The secondary indexes dropped while loading: each one's name and SQL.
+type Indexes = Vec<(String, String)>;
+
+/// Opens the seed database alone, drops its secondary indexes and writes every batch from
+/// `batches` in a transaction of its own: the connection, the indexes to recreate, and the
+/// time spent inserting.
+fn load(
+    path: &Path,
+    batches: &std::sync::mpsc::Receiver<Batch>,
+) -> anyhow::Result<(Connection, Indexes, Duration)> {
+    // One connection, no journal, no fsync: a failed seed is thrown away anyway.
+    let conn = Connection::open(path).context("opening the seed database")?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA foreign_keys = OFF; \
+         PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY; \
+         PRAGMA locking_mode = EXCLUSIVE;",
+    )?;
+    let indexes = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL \
+             AND tbl_name IN ('requests', 'decisions', 'audit_events', 'grants')",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Indexes, _>>()?;
+    for (name, _) in &indexes {
+        conn.execute_batch(&format!("DROP INDEX {name}"))?;
+    }
+    let mut inserting = Duration::ZERO;
+    while let Ok(b) = batches.recv() {
+        let started = Instant::now();
+        let t = conn.unchecked_transaction()?;
+        insert(&t, &REQUESTS, &b.requests)?;
+        insert(&t, &DECISIONS, &b.decisions)?;
+        insert(&t, &EVENTS, &b.events)?;
+        insert(&t, &GRANTS, &b.grants)?;
+        t.commit()?;
+        inserting += started.elapsed();
+    }
+    Ok((conn, indexes, inserting))
 }

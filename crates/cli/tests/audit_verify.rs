@@ -8,9 +8,8 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{Sandbox, run_cli};
+use rusqlite::Connection;
 use serde_json::Value;
-use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 async fn verify(url: &str) -> Output {
     run_cli(&["audit", "verify", "--database", url], &[]).await
@@ -52,33 +51,35 @@ fn assert_broken_at(out: &Output, seq: i64) -> String {
     stderr
 }
 
-/// One connection straight to the file, bypassing countersign.
-async fn open_raw(path: &Path) -> SqlitePool {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(SqliteConnectOptions::new().filename(path))
-        .await
-        .expect("open the sqlite file")
+/// One connection straight to the file, bypassing countersign (closed when dropped).
+fn open_raw(path: &Path) -> Connection {
+    Connection::open(path).expect("open the sqlite file")
 }
 
-async fn events(pool: &SqlitePool) -> Vec<(i64, String)> {
-    sqlx::query("SELECT seq, detail FROM audit_events ORDER BY seq")
-        .fetch_all(pool)
-        .await
+fn events(conn: &Connection) -> Vec<(i64, String)> {
+    conn.prepare("SELECT seq, detail FROM audit_events ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
         .expect("read audit_events")
-        .iter()
-        .map(|row| (row.get::<i64, _>("seq"), row.get::<String, _>("detail")))
-        .collect()
 }
 
-async fn set_detail(pool: &SqlitePool, seq: i64, detail: &str) {
-    let done = sqlx::query("UPDATE audit_events SET detail = ?1 WHERE seq = ?2")
-        .bind(detail)
-        .bind(seq)
-        .execute(pool)
-        .await
+fn set_detail(conn: &Connection, seq: i64, detail: &str) {
+    let done = conn
+        .execute(
+            "UPDATE audit_events SET detail = ?1 WHERE seq = ?2",
+            (detail, seq),
+        )
         .expect("update an event");
-    assert_eq!(done.rows_affected(), 1);
+    assert_eq!(done, 1);
+}
+
+fn delete_event(conn: &Connection, seq: i64) {
+    let done = conn
+        .execute("DELETE FROM audit_events WHERE seq = ?1", [seq])
+        .expect("delete an event");
+    assert_eq!(done, 1);
 }
 
 /// Runs the README flow in a sandbox that writes to `url`, then stops the sandbox.
@@ -128,8 +129,8 @@ async fn an_edited_or_deleted_event_is_named_by_its_seq() {
         "created + 2 decisions + approved + created: {verified}"
     );
 
-    let pool = open_raw(&path).await;
-    let all = events(&pool).await;
+    let conn = open_raw(&path);
+    let all = events(&conn);
     assert_eq!(all.len() as u64, verified);
     let seqs: Vec<i64> = all.iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, (1..=verified as i64).collect::<Vec<_>>());
@@ -148,26 +149,21 @@ async fn an_edited_or_deleted_event_is_named_by_its_seq() {
         }
         other => *other = serde_json::json!({"was": other.clone(), "tampered": true}),
     }
-    set_detail(&pool, middle, &edited.to_string()).await;
-    pool.close().await;
+    set_detail(&conn, middle, &edited.to_string());
+    drop(conn);
     let stderr = assert_broken_at(&verify(&url).await, middle);
     assert!(stderr.contains("edited"), "{stderr}");
 
     // Restored byte for byte, the chain verifies again.
-    let pool = open_raw(&path).await;
-    set_detail(&pool, middle, &original).await;
-    pool.close().await;
+    let conn = open_raw(&path);
+    set_detail(&conn, middle, &original);
+    drop(conn);
     assert_eq!(assert_intact(&verify(&url).await), verified);
 
     // (b) A deleted event in the middle: the gap is named.
-    let pool = open_raw(&path).await;
-    let done = sqlx::query("DELETE FROM audit_events WHERE seq = ?1")
-        .bind(middle)
-        .execute(&pool)
-        .await
-        .expect("delete an event");
-    assert_eq!(done.rows_affected(), 1);
-    pool.close().await;
+    let conn = open_raw(&path);
+    delete_event(&conn, middle);
+    drop(conn);
     let stderr = assert_broken_at(&verify(&url).await, middle);
     assert!(stderr.contains("missing"), "{stderr}");
 }
@@ -183,14 +179,10 @@ async fn a_deleted_newest_event_is_reported() {
     write_a_trail(&url).await;
     let verified = assert_intact(&verify(&url).await);
 
-    let pool = open_raw(&path).await;
+    let conn = open_raw(&path);
     let last = i64::try_from(verified).expect("a small count");
-    sqlx::query("DELETE FROM audit_events WHERE seq = ?1")
-        .bind(last)
-        .execute(&pool)
-        .await
-        .expect("delete the newest event");
-    pool.close().await;
+    delete_event(&conn, last);
+    drop(conn);
     assert_broken_at(&verify(&url).await, last);
 }
 

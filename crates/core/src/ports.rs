@@ -279,8 +279,51 @@ pub enum StoreError {
     #[error("no such request")]
     NotFound,
     /// The database failed, or returned something unreadable.
-    #[error("storage failure: {0}")]
-    Backend(String),
+    #[error(transparent)]
+    Backend(#[from] BackendFailure),
+}
+
+impl StoreError {
+    /// A [`StoreError::Backend`] that says `what` failed, with no driver error behind it (a
+    /// stored value that does not decode, a writer that stopped).
+    pub fn backend(what: impl Into<String>) -> Self {
+        Self::Backend(BackendFailure {
+            what: what.into(),
+            source: None,
+        })
+    }
+
+    /// A [`StoreError::Backend`] that says `what` failed, in words safe to show a caller, and
+    /// keeps the driver's own error as its source, for the log.
+    pub fn backend_caused_by(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Backend(BackendFailure {
+            what: what.into(),
+            source: Some(source.into()),
+        })
+    }
+}
+
+/// A database failure: what failed and why, in general terms (never the SQL, the connection
+/// URL or a stored value, since the text may reach an HTTP client), and the driver's error
+/// behind it, which may say more and so goes to the log only.
+#[derive(Debug, thiserror::Error)]
+#[error("storage failure: {what}")]
+pub struct BackendFailure {
+    /// What failed and why, e.g. "reading a request: the database refused it (code 5)".
+    what: String,
+    /// The driver's error, when there is one.
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl BackendFailure {
+    /// What failed and why, without the "storage failure" prefix.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
 }
 
 /// Durable storage of requests, decisions and the audit chain.

@@ -4,7 +4,7 @@
 //! request, a waiter, a page refreshed).
 //!
 //! It stays true because every change this process makes to a request goes through its one
-//! writer ([`crate::group_commit`]):
+//! writer ([`crate::sqlite::writer`]):
 //!
 //! - After each write batch, whatever its outcome, the writer drops the requests the batch
 //!   touched and moves the cache's epoch on, *after* the commit and *before* any caller of

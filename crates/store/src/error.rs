@@ -36,10 +36,10 @@ pub(crate) fn backend(doing: &str, e: sqlx::Error) -> StoreError {
         sqlx::Error::Migrate(_) => "the schema migration failed".to_string(),
         _ => "database error".to_string(),
     };
-    StoreError::Backend(format!("{doing}: {why}"))
+    StoreError::backend_caused_by(format!("{doing}: {why}"), e)
 }
 
-/// True when `e`, from the SQLite writer's connection, is a unique or primary-key
+/// True when `e`, from a SQLite connection, is a unique or primary-key
 /// constraint refusing a write.
 pub(crate) fn sqlite_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(
@@ -48,7 +48,7 @@ pub(crate) fn sqlite_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// [`backend`] for an error of the SQLite writer's connection.
+/// [`backend`] for an error of a SQLite connection.
 pub(crate) fn sqlite_backend(doing: &str, e: rusqlite::Error) -> StoreError {
     tracing::warn!(error = %e, "store: {doing} failed");
     let why = match &e {
@@ -65,7 +65,16 @@ pub(crate) fn sqlite_backend(doing: &str, e: rusqlite::Error) -> StoreError {
         }
         _ => "database error".to_string(),
     };
-    StoreError::Backend(format!("{doing}: {why}"))
+    StoreError::backend_caused_by(format!("{doing}: {why}"), e)
+}
+
+/// What a failed write says, to repeat to the other writes of its batch: the failure's own
+/// text, without the "storage failure" every backend error starts with.
+pub(crate) fn failure_text(e: &StoreError) -> String {
+    match e {
+        StoreError::Backend(failure) => failure.what().to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// Why a grant insert was refused: a unique constraint is a [`StoreError::Duplicate`].
@@ -83,7 +92,7 @@ pub(crate) fn grant_refused(e: sqlx::Error, grant: &GrantRecord) -> StoreError {
     duplicate_grant(single_use, grant)
 }
 
-/// [`grant_refused`] for an error of the SQLite writer's connection.
+/// [`grant_refused`] for an error of a SQLite connection.
 pub(crate) fn sqlite_grant_refused(e: rusqlite::Error, grant: &GrantRecord) -> StoreError {
     if !sqlite_unique_violation(&e) {
         return sqlite_backend("storing a grant", e);

@@ -10,15 +10,21 @@
 //! still approved at the version they were computed from. Browser logins in flight are taken
 //! (read and deleted) by one `DELETE … RETURNING`, so a login's `state` is accepted at most
 //! once; web sessions are kept by the SHA-256 of their cookie, never the cookie itself. One
-//! conformance suite (`tests/conformance.rs`) runs against both.
+//! conformance suite (`tests/conformance/`) runs against both.
 //!
-//! Start with [`open_stores`] (all four ports over one connection pool) or [`open`] (requests
+//! Each backend speaks one driver: SQLite rusqlite ([`SqliteStore`]: one writer thread that
+//! commits concurrent writes together, reader threads, a request cache), PostgreSQL sqlx
+//! ([`PostgresStore`]). What they share knows no driver: the SQL text (`sql`), the rows and
+//! their conversion to the domain types (`codec`, one file per port), and the list of
+//! migrations (`migrations`).
+//!
+//! Start with [`open_stores`] (all four ports over one database) or [`open`] (requests
 //! and the audit chain only); both pick the backend from the URL and migrate.
 
 mod cache;
 mod codec;
 mod error;
-mod group_commit;
+mod migrations;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -38,8 +44,8 @@ pub use sqlite::SqliteStore;
 /// How many events [`verify_audit`] reads at a time.
 const VERIFY_PAGE: u32 = 5000;
 
-/// The four storage ports over one database and one connection pool (and, for SQLite, one
-/// writer queue), as [`open_stores`] returns them.
+/// The four storage ports over one database and one set of connections (for SQLite, one
+/// writer and its readers), as [`open_stores`] returns them.
 #[derive(Clone, Debug)]
 pub struct Stores {
     /// Requests, decisions, grants and the audit chain.
@@ -66,7 +72,7 @@ impl Stores {
 }
 
 /// Opens the database at `database_url`, brings its schema up to date, and returns the four
-/// storage ports sharing one connection pool.
+/// storage ports sharing its connections.
 ///
 /// - `sqlite://path/to/file.db` or `sqlite:file.db`: a SQLite file, created if missing;
 /// - `sqlite::memory:`: a private in-memory database (tests, demos);
@@ -82,9 +88,8 @@ pub async fn open_stores(database_url: &str) -> Result<Stores, StoreError> {
         Ok(Stores::of(store))
     } else {
         // The URL itself is not repeated: it may carry a password.
-        Err(StoreError::Backend(
-            "unsupported database url (expected sqlite://…, sqlite::memory: or postgres://…)"
-                .into(),
+        Err(StoreError::backend(
+            "unsupported database url (expected sqlite://…, sqlite::memory: or postgres://…)",
         ))
     }
 }

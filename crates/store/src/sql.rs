@@ -1,6 +1,11 @@
-//! SQL text shared by both dialects. SQLite (through sqlx) reads `$N` placeholders by number,
-//! exactly as PostgreSQL does, so one statement serves both wherever the dialects agree; the
-//! few that differ (locking the chain head) live with their backend.
+//! SQL text shared by both dialects, and the few statements one dialect has alone (named
+//! `SQLITE_…`, or kept with their backend).
+//!
+//! Placeholders are `$N`, numbered in the order they first appear in the statement (a later
+//! mention may repeat an earlier number). PostgreSQL binds `$N` by its number; SQLite takes
+//! `$N` for a named parameter and numbers each as it first meets it, which that order makes
+//! the same number, so both drivers bind the values by position. A test
+//! (`placeholders_are_numbered_in_order`) prepares every statement on SQLite and checks it.
 
 use countersign_core::ports::{Order, RequestFilter};
 
@@ -59,7 +64,7 @@ macro_rules! session_columns {
     };
 }
 
-/// Columns read for a request, as [`crate::codec::RequestRow::read`] expects them.
+/// Columns read for a request, in the order of [`crate::codec::RequestRow`]'s fields.
 pub(crate) const REQUEST_COLUMNS: &str = request_columns!();
 
 /// Columns read for a decision.
@@ -72,15 +77,16 @@ pub(crate) const INSERT_REQUEST: &str = "INSERT INTO requests (id, gate, state, 
 
 macro_rules! cas_request {
     () => {
-        "UPDATE requests SET state = $3, approval = COALESCE($4, approval), \
-        decided_at = COALESCE($5, decided_at), updated_at = $6, version = version + 1 \
-        WHERE id = $1 AND version = $2"
+        "UPDATE requests SET state = $1, approval = COALESCE($2, approval), \
+        decided_at = COALESCE($3, decided_at), updated_at = $4, version = version + 1 \
+        WHERE id = $5 AND version = $6"
     };
 }
 
-/// The compare-and-set. `approval` and `decided_at` are kept when the transition leaves them
-/// unset: a later change (approved -> revoked) never erases how and when the request was
-/// decided.
+/// The compare-and-set: the new state, approval path, decision time and update time, then
+/// the request's id and the version it is expected at. `approval` and `decided_at` are kept
+/// when the transition leaves them unset: a later change (approved -> revoked) never erases how
+/// and when the request was decided.
 pub(crate) const CAS_REQUEST: &str = cas_request!();
 
 /// SQLite: [`CAS_REQUEST`] for a change that records a decision, applied only while the
@@ -89,7 +95,7 @@ pub(crate) const CAS_REQUEST: &str = cas_request!();
 /// refused.
 pub(crate) const SQLITE_CAS_REQUEST_UNDECIDED: &str = concat!(
     cas_request!(),
-    " AND NOT EXISTS (SELECT 1 FROM decisions WHERE request_id = $1 \
+    " AND NOT EXISTS (SELECT 1 FROM decisions WHERE request_id = $5 \
     AND approver_issuer = $7 AND approver_subject = $8)"
 );
 
@@ -112,84 +118,51 @@ pub(crate) const INSERT_DECISION: &str = "INSERT INTO decisions (request_id, ord
     VALUES ($1, (SELECT COALESCE(MAX(ordinal), 0) + 1 FROM decisions WHERE request_id = $1), \
     $2, $3, $4, $5, $6, $7, $8, $9)";
 
-/// SQLite: a request's decisions, oldest first, as one JSON array of objects named like
-/// [`crate::codec::DecisionRow`]'s fields, so that a request and its decisions come from one
-/// statement (one snapshot, one round trip to the database thread). `'[]'` when there are none.
-macro_rules! sqlite_decisions_json {
+/// SQLite: requests with their decisions, in one statement (one snapshot): each request's
+/// columns ([`REQUEST_COLUMNS`]) then one decision's ([`DECISION_COLUMNS`], all `NULL` for a
+/// request without decisions), a row per decision, a request's rows together and its decisions
+/// oldest first. The requests are selected `FROM` what precedes it, named `page`; the order of
+/// the requests follows.
+macro_rules! sqlite_with_decisions {
     () => {
-        "(SELECT json_group_array(json_object('request_id', d.request_id, \
-         'approver_issuer', d.approver_issuer, 'approver_subject', d.approver_subject, \
-         'approver', d.approver, 'verdict', d.verdict, 'comment', d.comment, \
-         'digest', d.digest, 'at', d.at, 'eligible_rules', d.eligible_rules) \
-         ORDER BY d.ordinal) FROM decisions d WHERE d.request_id = requests.id) \
-         AS decisions_json"
+        ") AS page LEFT JOIN decisions d ON d.request_id = page.id ORDER BY "
     };
 }
 
-/// See [`sqlite_decisions_json`].
-pub(crate) const SQLITE_DECISIONS_JSON: &str = sqlite_decisions_json!();
-
-/// SQLite: requests with their decisions as one JSON array of objects named like
-/// [`crate::codec::StoredRequest`]'s fields: one row to hand over from the database thread
-/// instead of one per request. The stored JSON columns (parameters, requester, a decision's
-/// approver and rules) are spliced in as they are stored, neither quoted as text nor parsed by
-/// SQLite, so that each is parsed once, by the reader, straight into the domain type; every
-/// other column goes through `json_quote`. A stored column that is not JSON makes the whole
-/// array unreadable, and the reader falls back to reading rows. (Not ordered inside the
-/// aggregate; the reader sorts by id.) The requests are selected `FROM` what follows, named
-/// `page`.
-macro_rules! sqlite_requests_json {
+/// SQLite: the head of a listing of requests with their decisions, before the listing itself
+/// (`SELECT` [`REQUEST_COLUMNS`] `FROM requests …`).
+macro_rules! sqlite_with_decisions_head {
     () => {
-        r#"SELECT '[' || coalesce(group_concat('{"id":' || json_quote(page.id)
-         || ',"gate":' || json_quote(page.gate) || ',"state":' || json_quote(page.state)
-         || ',"approval":' || json_quote(page.approval)
-         || ',"version":' || json_quote(page.version) || ',"params":' || page.params
-         || ',"reason":' || json_quote(page.reason) || ',"ticket":' || json_quote(page.ticket)
-         || ',"requester":' || page.requester
-         || ',"duration_secs":' || json_quote(page.duration_secs)
-         || ',"digest":' || json_quote(page.digest)
-         || ',"created_at":' || json_quote(page.created_at)
-         || ',"expires_at":' || json_quote(page.expires_at)
-         || ',"decided_at":' || json_quote(page.decided_at)
-         || ',"updated_at":' || json_quote(page.updated_at)
-         || ',"decisions":[' || coalesce((SELECT group_concat('{"approver":' || d.approver
-             || ',"verdict":' || json_quote(d.verdict) || ',"comment":' || json_quote(d.comment)
-             || ',"digest":' || json_quote(d.digest) || ',"at":' || json_quote(d.at)
-             || ',"eligible_rules":' || d.eligible_rules || '}', ',' ORDER BY d.ordinal)
-             FROM decisions d WHERE d.request_id = page.id), '')
-         || ']}', ','), '') || ']' FROM "#
+        "SELECT page.*, d.request_id, d.approver_issuer, d.approver_subject, d.approver, \
+         d.verdict, d.comment, d.digest, d.at, d.eligible_rules FROM ("
     };
 }
 
-/// See [`sqlite_requests_json`]; a page of requests follows, as a subquery named `page`.
-pub(crate) const SQLITE_REQUESTS_JSON: &str = sqlite_requests_json!();
+/// SQLite: see [`sqlite_with_decisions_head`] and [`sqlite_with_decisions`].
+pub(crate) const SQLITE_WITH_DECISIONS_HEAD: &str = sqlite_with_decisions_head!();
 
-/// SQLite: one request and its decisions, as [`SQLITE_REQUESTS_JSON`] (an empty array when
-/// there is no such request).
-pub(crate) const SQLITE_REQUEST_JSON: &str = concat!(
-    sqlite_requests_json!(),
-    "requests AS page WHERE page.id = $1"
-);
+/// SQLite: see [`SQLITE_WITH_DECISIONS_HEAD`]; the order of the requests follows.
+pub(crate) const SQLITE_WITH_DECISIONS_TAIL: &str = sqlite_with_decisions!();
 
-/// SQLite: the requests whose ids are in the JSON array `$1`, as [`SQLITE_REQUESTS_JSON`].
-pub(crate) const SQLITE_REQUESTS_BY_ID_JSON: &str = concat!(
-    sqlite_requests_json!(),
-    "requests AS page WHERE page.id IN (SELECT value FROM json_each($1))"
-);
-
-/// SQLite: the ids and versions of a listing, as one text `id version,id version,…` (empty
-/// when there are none); a listing of `requests` (`SELECT id, version FROM requests` and its
-/// filter) follows, as a subquery named `page`.
-pub(crate) const SQLITE_REQUEST_VERSIONS: &str =
-    "SELECT COALESCE(group_concat(page.id || ' ' || page.version, ','), '') FROM ";
-
-/// SQLite: one request and its decisions ([`SQLITE_DECISIONS_JSON`]).
-pub(crate) const SQLITE_SELECT_REQUEST: &str = concat!(
+/// SQLite: one request and its decisions (no row when there is no such request).
+pub(crate) const SQLITE_REQUEST_WITH_DECISIONS: &str = concat!(
+    sqlite_with_decisions_head!(),
     "SELECT ",
     request_columns!(),
-    ", ",
-    sqlite_decisions_json!(),
-    " FROM requests WHERE id = $1"
+    " FROM requests WHERE id = $1",
+    sqlite_with_decisions!(),
+    "d.ordinal"
+);
+
+/// SQLite: the requests whose ids are in the JSON array `$1`, with their decisions, as
+/// [`SQLITE_REQUEST_WITH_DECISIONS`], in id order.
+pub(crate) const SQLITE_REQUESTS_BY_ID_WITH_DECISIONS: &str = concat!(
+    sqlite_with_decisions_head!(),
+    "SELECT ",
+    request_columns!(),
+    " FROM requests WHERE id IN (SELECT value FROM json_each($1))",
+    sqlite_with_decisions!(),
+    "page.id, d.ordinal"
 );
 
 pub(crate) const SELECT_DECISIONS: &str = concat!(
@@ -235,55 +208,18 @@ pub(crate) const DUE_FOR_EXPIRY: &str = "SELECT id FROM requests \
     WHERE state = 'pending' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2";
 
 /// Events after `$1`, at most `$2`.
-macro_rules! select_events {
-    () => {
-        concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )
-    };
-}
+pub(crate) const SELECT_EVENTS: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+);
 
-pub(crate) const SELECT_EVENTS: &str = select_events!();
-
-/// Events of request `$3` after `$1`, at most `$2` (served by the (request_id, seq) index).
-macro_rules! select_events_of_request {
-    () => {
-        concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM audit_events WHERE request_id = $3 AND seq > $1 ORDER BY seq LIMIT $2"
-        )
-    };
-}
-
-pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = select_events_of_request!();
-
-/// SQLite: the rows of a page of events as one JSON array of objects named like
-/// [`crate::codec::EventRow`]'s fields: one row to hand over from the database thread instead
-/// of one per event. (Not ordered inside the aggregate, which would sort the page again in a
-/// temporary b-tree; the reader sorts by `seq`.) `{page}` is [`SELECT_EVENTS`] or
-/// [`SELECT_EVENTS_OF_REQUEST`].
-macro_rules! sqlite_events_json {
-    ($page:expr) => {
-        concat!(
-            "SELECT json_group_array(json_object('seq', seq, 'at', at, \
-             'actor_issuer', actor_issuer, 'actor_subject', actor_subject, 'action', action, \
-             'request_id', request_id, 'digest', digest, 'detail', detail, \
-             'prev_hash', prev_hash, 'hash', hash)) FROM (",
-            $page,
-            ")"
-        )
-    };
-}
-
-/// See [`sqlite_events_json`].
-pub(crate) const SQLITE_EVENTS_JSON: &str = sqlite_events_json!(select_events!());
-
-/// See [`sqlite_events_json`].
-pub(crate) const SQLITE_EVENTS_OF_REQUEST_JSON: &str =
-    sqlite_events_json!(select_events_of_request!());
+/// Events of request `$1` after `$2`, at most `$3` (served by the (request_id, seq) index).
+pub(crate) const SELECT_EVENTS_OF_REQUEST: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM audit_events WHERE request_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+);
 
 pub(crate) const INSERT_GRANT: &str = "INSERT INTO grants (jti, request_id, kid, issued_at, \
     expires_at, revoked_at, single_use_request) VALUES ($1, $2, $3, $4, $5, $6, $7)";
@@ -299,9 +235,9 @@ pub(crate) const SQLITE_INSERT_GRANT: &str = "INSERT INTO grants (jti, request_i
 pub(crate) const SELECT_GRANT: &str =
     concat!("SELECT ", grant_columns!(), " FROM grants WHERE jti = $1");
 
-/// First revocation wins: a revoked grant is left as it is.
+/// The revocation time, then the grant. First revocation wins: a revoked grant is left as it is.
 pub(crate) const REVOKE_GRANT: &str =
-    "UPDATE grants SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
+    "UPDATE grants SET revoked_at = $1 WHERE jti = $2 AND revoked_at IS NULL";
 
 pub(crate) const INSERT_KEY: &str = concat!(
     "INSERT INTO signing_keys (",
@@ -317,7 +253,8 @@ pub(crate) const SELECT_KEYS: &str = concat!(
     " FROM signing_keys ORDER BY created_at, seq"
 );
 
-pub(crate) const RETIRE_KEY: &str = "UPDATE signing_keys SET publish_until = $2 WHERE kid = $1";
+/// The end of publication, then the key.
+pub(crate) const RETIRE_KEY: &str = "UPDATE signing_keys SET publish_until = $1 WHERE kid = $2";
 
 pub(crate) const INSERT_DELIVERY: &str = concat!(
     "INSERT INTO deliveries (",
@@ -345,18 +282,18 @@ pub(crate) const DUE_DELIVERIES_SKIP_LOCKED: &str = concat!(
      ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
 );
 
-/// Records an attempt on a pending delivery: `$2` the new state, `$3` the next attempt time
-/// (kept when NULL), `$4` the error (kept when NULL), `$5` now. A delivery that is no longer
-/// pending (delivered or failed meanwhile) is left alone.
-pub(crate) const RECORD_ATTEMPT: &str = "UPDATE deliveries SET state = $2, \
-    next_attempt_at = COALESCE($3, next_attempt_at), last_error = COALESCE($4, last_error), \
-    attempts = attempts + 1, updated_at = $5 WHERE id = $1 AND state = 'pending'";
+/// Records an attempt on a pending delivery: `$1` the new state, `$2` the next attempt time
+/// (kept when NULL), `$3` the error (kept when NULL), `$4` now, `$5` the delivery. A delivery
+/// that is no longer pending (delivered or failed meanwhile) is left alone.
+pub(crate) const RECORD_ATTEMPT: &str = "UPDATE deliveries SET state = $1, \
+    next_attempt_at = COALESCE($2, next_attempt_at), last_error = COALESCE($3, last_error), \
+    attempts = attempts + 1, updated_at = $4 WHERE id = $5 AND state = 'pending'";
 
 pub(crate) const DELIVERY_EXISTS: &str = "SELECT COUNT(*) FROM deliveries WHERE id = $1";
 
-/// A failed delivery back to pending, due at `$2`, its attempts reset.
+/// A failed delivery (`$2`) back to pending, due at `$1`, its attempts reset.
 pub(crate) const RETRY_DELIVERY: &str = "UPDATE deliveries SET state = 'pending', \
-    next_attempt_at = $2, attempts = 0, updated_at = $2 WHERE id = $1 AND state = 'failed'";
+    next_attempt_at = $1, attempts = 0, updated_at = $1 WHERE id = $2 AND state = 'failed'";
 
 pub(crate) const INSERT_LOGIN: &str = concat!(
     "INSERT INTO login_transactions (",
@@ -384,12 +321,12 @@ pub(crate) const SELECT_SESSION: &str = concat!(
     " FROM web_sessions WHERE id_hash = $1"
 );
 
-/// Everything but the key and `created_at` (the absolute timeout runs from the sign-in, not
-/// from a refresh), in the order of [`crate::codec::bind_session_update`]. An update never
-/// creates a session: one deleted meanwhile (a logout) stays deleted.
-pub(crate) const UPDATE_SESSION: &str = "UPDATE web_sessions SET issuer = $2, subject = $3, \
-    sid = $4, principal = $5, id_token = $6, refresh_token = $7, csrf_token = $8, \
-    last_seen_at = $9 WHERE id_hash = $1";
+/// Everything but `created_at` (the absolute timeout runs from the sign-in, not from a
+/// refresh), in the order of [`INSERT_SESSION`], then the key. An update never creates a
+/// session: one deleted meanwhile (a logout) stays deleted.
+pub(crate) const UPDATE_SESSION: &str = "UPDATE web_sessions SET issuer = $1, subject = $2, \
+    sid = $3, principal = $4, id_token = $5, refresh_token = $6, csrf_token = $7, \
+    last_seen_at = $8 WHERE id_hash = $9";
 
 pub(crate) const DELETE_SESSION: &str = "DELETE FROM web_sessions WHERE id_hash = $1";
 
@@ -418,40 +355,48 @@ pub(crate) const MAX_REQUEST_PAGE: u32 = 500;
 /// The most audit events one page returns.
 pub(crate) const MAX_EVENT_PAGE: u32 = 5000;
 
-/// `WHERE`, `ORDER BY` and `LIMIT` of a listing of `requests`, for either dialect.
-pub(crate) fn push_request_filter<DB>(q: &mut sqlx::QueryBuilder<DB>, filter: &RequestFilter)
-where
-    DB: sqlx::Database,
-    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
-    q.push(" WHERE 1 = 1");
+/// A value bound to a statement built at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arg<'a> {
+    Text(&'a str),
+    Owned(String),
+    Int(i64),
+}
+
+/// `WHERE`, `ORDER BY` and `LIMIT` of a listing of `requests`, for either dialect: pieces of
+/// SQL, each followed by one placeholder and its value (the last is the limit), to put after
+/// [`FILTER_HEAD`].
+pub(crate) fn request_filter(filter: &RequestFilter) -> Vec<(&'static str, Arg<'_>)> {
+    let mut parts = Vec::with_capacity(6);
     if let Some(state) = filter.state {
-        q.push(" AND state = ").push_bind(state.as_str());
+        parts.push((" AND state = ", Arg::Text(state.as_str())));
     }
     if let Some(gate) = &filter.gate {
-        q.push(" AND gate = ").push_bind(gate.as_str());
+        parts.push((" AND gate = ", Arg::Text(gate)));
     }
     if let Some(who) = &filter.requester {
-        q.push(" AND requester_issuer = ")
-            .push_bind(who.issuer.as_str())
-            .push(" AND requester_subject = ")
-            .push_bind(who.subject.as_str());
+        parts.push((" AND requester_issuer = ", Arg::Text(&who.issuer)));
+        parts.push((" AND requester_subject = ", Arg::Text(&who.subject)));
     }
     if let Some(after) = &filter.after {
-        let op = match filter.order {
+        let sql = match filter.order {
             Order::OldestFirst => " AND id > ",
             Order::NewestFirst => " AND id < ",
         };
-        q.push(op).push_bind(after.to_string());
+        parts.push((sql, Arg::Owned(after.to_string())));
     }
-    q.push(match filter.order {
-        Order::OldestFirst => " ORDER BY id ASC LIMIT ",
-        Order::NewestFirst => " ORDER BY id DESC LIMIT ",
-    })
-    .push_bind(page_size(filter.limit, MAX_REQUEST_PAGE));
+    parts.push((
+        match filter.order {
+            Order::OldestFirst => " ORDER BY id ASC LIMIT ",
+            Order::NewestFirst => " ORDER BY id DESC LIMIT ",
+        },
+        Arg::Int(page_size(filter.limit, MAX_REQUEST_PAGE)),
+    ));
+    parts
 }
+
+/// What [`request_filter`]'s pieces follow.
+pub(crate) const FILTER_HEAD: &str = " WHERE 1 = 1";
 
 /// A caller's limit, capped; 0 (the `Default` of the query types) means "a full page".
 pub(crate) fn page_size(asked: u32, max: u32) -> i64 {

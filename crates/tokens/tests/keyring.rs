@@ -47,7 +47,7 @@ impl KeyStore for MemKeyStore {
             let k = keys
                 .iter_mut()
                 .find(|k| &k.kid == kid)
-                .ok_or_else(|| StoreError::Backend(format!("no key {kid}")))?;
+                .ok_or_else(|| StoreError::backend(format!("no key {kid}")))?;
             k.publish_until = Some(*until);
         }
         keys.push(key.clone());
