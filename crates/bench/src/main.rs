@@ -8,7 +8,11 @@
 //! with its target. The exit code is non-zero only when a scenario did not run or saw an
 //! unexpected status, never on speed.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+#![expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool: its report goes to standard output, progress to standard error"
+)]
 
 mod http;
 mod load;

@@ -282,7 +282,10 @@ async fn verify(bin: &Path, database: &str) -> anyhow::Result<Stats> {
     Ok(stats)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one argument per figure of the scenario report it writes"
+)]
 fn outcomes(
     o: &Options,
     seeded: &Seeded,

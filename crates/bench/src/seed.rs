@@ -481,7 +481,10 @@ impl Generator {
         ]);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per column of the decision row it writes"
+    )]
     fn decision(
         &mut self,
         b: &mut Batch,

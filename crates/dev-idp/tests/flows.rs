@@ -1,7 +1,7 @@
 //! End-to-end flows against the provider served over real HTTP on 127.0.0.1:0.
 
 // clippy's allow-unwrap-in-tests covers `#[test]` functions but not the helpers they share here.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::collections::HashMap;
 

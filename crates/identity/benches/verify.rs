@@ -5,7 +5,7 @@
 //!
 //! The issuer is the identity tests' local axum server (discovery + JWKS on 127.0.0.1).
 
-#![allow(missing_docs, missing_debug_implementations, clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "a benchmark: a panic is its report")]
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -50,7 +50,10 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Only if the TLS backend cannot be initialised, which is a broken build rather than a
 /// run-time condition; use [`try_http_client`] to handle that as an error.
 pub fn http_client() -> reqwest::Client {
-    #[allow(clippy::expect_used)]
+    #[expect(
+        clippy::expect_used,
+        reason = "the TLS backend is compiled in; failing to start it is a broken build, not an input"
+    )]
     try_http_client().expect("the tls backend of the http client failed to initialise")
 }
 

@@ -3,7 +3,7 @@
 //! rotation, fetch limits, discovery failures and claim mapping.
 
 // Helpers outside `#[test]` functions panic on setup failure too.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 mod support;
 

@@ -3,7 +3,7 @@
 //! library. Needs `python3` (or `$PYTHON`) with the packages of `tests/requirements.txt`.
 
 // Helpers outside #[test] functions are test code too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -223,7 +223,10 @@ impl Drop for Receiver {
 
 /// The wall clock, once, to start the manual clock: the reference verifier refuses a
 /// `webhook-timestamp` more than five minutes away from its own clock.
-#[allow(clippy::disallowed_methods)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the receiver checks webhook timestamps against the real time, as a real one would"
+)]
 fn wall_now() -> Timestamp {
     countersign_core::time::truncate(chrono::Utc::now())
 }

@@ -7,7 +7,10 @@ use countersign_core::{Clock, Timestamp};
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // the adapter that the ban on clock reads points to
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one adapter that the ban on clock reads points to"
+    )]
     fn now(&self) -> Timestamp {
         countersign_core::time::truncate(chrono::Utc::now())
     }

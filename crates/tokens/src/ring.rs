@@ -493,7 +493,6 @@ fn numeric_date(claims: &Value, name: &str) -> Result<Option<f64>, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use chrono::TimeZone;
 

@@ -2,7 +2,7 @@
 //! the `GrantSigner` port, verification of good and forged tokens, rotation and reload.
 
 // Helpers outside `#[test]` functions panic on broken fixtures too.
-#![allow(clippy::unwrap_used)]
+#![expect(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
 use std::sync::{Arc, Mutex};
 

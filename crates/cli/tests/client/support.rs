@@ -7,7 +7,7 @@
 //!
 //! Every wait is bounded; child processes are killed when dropped (`kill_on_drop`).
 
-#![allow(dead_code)] // each test uses its own subset
+#![allow(dead_code, reason = "each test uses its own subset")]
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};

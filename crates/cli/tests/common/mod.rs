@@ -5,7 +5,7 @@
 //! child this module started, by its PID: `kill -TERM <pid>` first (what Ctrl-C would do),
 //! then [`std::process::Child::kill`] if it has not exited within [`STOP_TIMEOUT`].
 
-#![allow(dead_code)] // each test binary uses its own subset
+#![allow(dead_code, reason = "each test binary uses its own subset")]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;

@@ -1,5 +1,8 @@
 //! Helpers shared by the configuration tests.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries, each using its own subset"
+)]
 
 use countersign_config::{Env, Problem, Settings, load_str};
 

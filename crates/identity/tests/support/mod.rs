@@ -2,7 +2,11 @@
 //! counting every request by path), and token builders that change one thing at a time.
 
 // Each test binary uses part of the harness; helpers panic on setup failure like tests do.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "test support shared by several test binaries, each using its own subset; a panic is the failure report"
+)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

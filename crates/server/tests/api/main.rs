@@ -2,7 +2,10 @@
 //! workload (panva `oidc-provider`), and a real database (SQLite, and PostgreSQL started by the
 //! harness). Each scenario runs against both backends.
 
-#![allow(clippy::unwrap_used)] // test scaffolding: a panic is the failure report
+#![expect(
+    clippy::unwrap_used,
+    reason = "test scaffolding: a panic is the failure report"
+)]
 
 mod grants;
 mod helpers;

@@ -2,7 +2,11 @@
 //! misbehaving stub provider, sessions, CSRF, the pages, live updates, and a real headless
 //! Chromium driven over WebDriver.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test scaffolding: a panic is the report
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test scaffolding: a panic is the report"
+)]
 
 mod browser;
 mod csrf;
