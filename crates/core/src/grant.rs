@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::audit::AuditAction;
 use crate::gate::Gate;
 use crate::ids::RequestId;
-use crate::policy::Evaluation;
 use crate::request::Request;
 use crate::time::Timestamp;
 
@@ -145,52 +144,6 @@ pub fn outbox_for(
             created_at: at,
         })
         .collect()
-}
-
-/// The claims of a grant token for an approved request, before `iss`, signing and `kid`.
-///
-/// `exp` is the end of the approved window: approval time plus the requested duration,
-/// capped by the gate's maximum. The scope template is filled from validated parameters only.
-pub fn grant_claims(
-    gate: &Gate,
-    request: &Request,
-    evaluation: &Evaluation,
-    jti: &str,
-    client_id: &str,
-    now: Timestamp,
-) -> Value {
-    let approvers: Vec<Value> = request
-        .decisions
-        .iter()
-        .enumerate()
-        .filter(|(_, d)| d.verdict == crate::request::Verdict::Approve)
-        .map(|(i, d)| {
-            json!({
-                "iss": d.approver.identity().issuer,
-                "sub": d.approver.identity().subject,
-                "name": d.approver.name(),
-                "rule": evaluation.rule_of(i),
-            })
-        })
-        .collect();
-    let expires = window_end(gate, request).unwrap_or(now);
-    json!({
-        "sub": request.requester.identity().subject,
-        "aud": gate.grant.audience,
-        "iat": now.timestamp(),
-        "nbf": now.timestamp(),
-        "exp": expires.timestamp(),
-        "jti": jti,
-        "client_id": client_id,
-        "scope": gate.grant.scope.as_deref().map(|t| render_scope(t, &request.params)),
-        "request_id": request.id,
-        "gate": gate.name,
-        "params": request.params,
-        "digest": request.digest,
-        "requester": {"iss": request.requester.identity().issuer, "sub": request.requester.identity().subject},
-        "approval": request.approval,
-        "approvers": approvers,
-    })
 }
 
 /// The end of the approved window, if the request was decided.

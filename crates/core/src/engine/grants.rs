@@ -8,12 +8,13 @@ use serde_json::{Value, json};
 use super::{Attempt, Engine};
 use crate::audit::{Actor, AuditAction, NewAuditEvent};
 use crate::error::EngineError;
-use crate::grant::{GrantRecord, grant_claims, window_end};
+use crate::gate::Gate;
+use crate::grant::{GrantRecord, render_scope, window_end};
 use crate::ids::RequestId;
-use crate::policy;
+use crate::policy::{self, Evaluation};
 use crate::ports::{GrantSigner, StoreError};
 use crate::principal::Principal;
-use crate::request::{Request, State, content_value};
+use crate::request::{Request, State, Verdict, content_value};
 use crate::secret::Secret;
 use crate::time::Timestamp;
 
@@ -205,6 +206,52 @@ fn grant_id(now: Timestamp) -> String {
     let ms = u128::from(u64::try_from(now.timestamp_millis()).unwrap_or(0) & 0xffff_ffff_ffff);
     let random = rand::random::<u128>() >> 48;
     format!("{:032x}", (ms << 80) | random)
+}
+
+/// The claims of a grant token for an approved request, before `iss`, signing and `kid`.
+///
+/// `exp` is the end of the approved window: approval time plus the requested duration,
+/// capped by the gate's maximum. The scope template is filled from validated parameters only.
+fn grant_claims(
+    gate: &Gate,
+    request: &Request,
+    evaluation: &Evaluation,
+    jti: &str,
+    client_id: &str,
+    now: Timestamp,
+) -> Value {
+    let approvers: Vec<Value> = request
+        .decisions
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.verdict == Verdict::Approve)
+        .map(|(i, d)| {
+            json!({
+                "iss": d.approver.identity().issuer,
+                "sub": d.approver.identity().subject,
+                "name": d.approver.name(),
+                "rule": evaluation.rule_of(i),
+            })
+        })
+        .collect();
+    let expires = window_end(gate, request).unwrap_or(now);
+    json!({
+        "sub": request.requester.identity().subject,
+        "aud": gate.grant.audience,
+        "iat": now.timestamp(),
+        "nbf": now.timestamp(),
+        "exp": expires.timestamp(),
+        "jti": jti,
+        "client_id": client_id,
+        "scope": gate.grant.scope.as_deref().map(|t| render_scope(t, &request.params)),
+        "request_id": request.id,
+        "gate": gate.name,
+        "params": request.params,
+        "digest": request.digest,
+        "requester": {"iss": request.requester.identity().issuer, "sub": request.requester.identity().subject},
+        "approval": request.approval,
+        "approvers": approvers,
+    })
 }
 
 #[cfg(test)]
