@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod canonical;
+pub mod channel;
 pub mod condition;
 pub mod engine;
 pub mod error;

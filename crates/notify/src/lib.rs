@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod deliver;
+pub mod notice;
 pub mod retry;
 pub mod signature;
 
