@@ -170,6 +170,7 @@ fn resolve_one(
         auto_approve,
         break_glass,
         webhooks: webhooks?,
+        notify: Default::default(),
     })
 }
 
@@ -529,6 +530,7 @@ fn rules(ctx: &mut Ctx, gate: &Fields<'_>) -> Option<Vec<Rule>> {
                     min_approvals,
                     stage,
                     reject_threshold: reject,
+                    notify: Vec::new(),
                 });
             }
             _ => ok = false,

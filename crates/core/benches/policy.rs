@@ -27,6 +27,7 @@ fn rule(group: &str, min: u32) -> Rule {
         min_approvals: min,
         stage: 1,
         reject_threshold: 1,
+        notify: Vec::new(),
     }
 }
 
@@ -51,6 +52,7 @@ fn gate() -> Gate {
         auto_approve: None,
         break_glass: None,
         webhooks: Vec::new(),
+        notify: Default::default(),
     }
 }
 

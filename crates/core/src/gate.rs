@@ -146,6 +146,9 @@ pub struct Rule {
     pub stage: u32,
     /// How many eligible rejections reject the request (1: any one is a veto).
     pub reject_threshold: u32,
+    /// Channels that hear about a request while this rule's stage is open and the rule still
+    /// needs approvals.
+    pub notify: Vec<String>,
 }
 
 /// What an approved request yields.
@@ -201,6 +204,8 @@ pub struct Gate {
     pub break_glass: Option<Condition>,
     /// Event subscribers.
     pub webhooks: Vec<WebhookSpec>,
+    /// Who hears about its requests, reminders and escalation.
+    pub notify: crate::notice::GateNotify,
 }
 
 /// Every configured gate, by name.

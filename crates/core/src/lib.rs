@@ -13,6 +13,7 @@ pub mod error;
 pub mod gate;
 pub mod grant;
 pub mod ids;
+pub mod notice;
 pub mod policy;
 pub mod ports;
 pub mod principal;

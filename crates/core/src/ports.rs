@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use crate::audit::{AuditEvent, ChainLink, NewAuditEvent};
 use crate::grant::{Delivery, DeliveryState, GrantRecord, OutboxMessage, SigningKeyRecord};
 use crate::ids::RequestId;
-use crate::principal::Identity;
+use crate::notice::{
+    NoticeMessage, NoticeOutcome, NoticeState, NoticeThread, Person, QueuedNotice,
+};
+use crate::principal::{Identity, Principal};
 use crate::request::{ApprovalPath, Decision, Request, State};
 use crate::secret::Secret;
 use crate::time::Timestamp;
@@ -62,7 +65,10 @@ pub trait ChangeListener: Send + Sync {
 /// for a cancellation, revocation or expiry it checked — so a change the checks did not
 /// admit cannot reach the store, which reads it through the accessors.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Transition(TransitionParts);
+pub struct Transition {
+    parts: TransitionParts,
+    notices: Vec<NoticeMessage>,
+}
 
 /// What a [`Transition`] is made of. Outside the core, only tests of a store assemble a
 /// transition from its parts (with [`Transition::from_parts`], behind the `testing`
@@ -93,86 +99,99 @@ pub struct TransitionParts {
 impl Transition {
     /// A transition the core checked (the only constructor outside tests).
     pub(crate) fn checked(parts: TransitionParts) -> Self {
-        Self(parts)
+        Self {
+            parts,
+            notices: Vec::new(),
+        }
+    }
+
+    /// Notifications to write with the change, once the request after it is known.
+    pub(crate) fn set_notices(&mut self, notices: Vec<NoticeMessage>) {
+        self.notices = notices;
+    }
+
+    /// Notifications, written to the notification outbox in the same transaction.
+    pub fn notices(&self) -> &[NoticeMessage] {
+        &self.notices
     }
 
     /// Webhook messages to write with the change, once the request after it is known.
     pub(crate) fn set_outbox(&mut self, outbox: Vec<OutboxMessage>) {
-        self.0.outbox = outbox;
+        self.parts.outbox = outbox;
     }
 
     /// A transition from its parts, unchecked: for tests of a store only.
     #[cfg(any(test, feature = "testing"))]
     pub fn from_parts(parts: TransitionParts) -> Self {
-        Self(parts)
+        Self::checked(parts)
     }
 
     /// The parts, to change for a test.
     #[cfg(any(test, feature = "testing"))]
     pub fn testing_mut(&mut self) -> &mut TransitionParts {
-        &mut self.0
+        &mut self.parts
     }
 }
 
 impl Transition {
     /// The request.
     pub fn request_id(&self) -> RequestId {
-        self.0.request_id
+        self.parts.request_id
     }
 
     /// The version the change was computed from; the store applies it only if the stored
     /// version is still this one.
     pub fn expected_version(&self) -> i64 {
-        self.0.expected_version
+        self.parts.expected_version
     }
 
     /// The state after the change (may equal the current one, e.g. a decision that leaves the
     /// request pending).
     pub fn state(&self) -> State {
-        self.0.state
+        self.parts.state
     }
 
     /// How it was approved, when the state is approved; `None`: the stored one is kept.
     pub fn approval(&self) -> Option<ApprovalPath> {
-        self.0.approval
+        self.parts.approval
     }
 
     /// When the request left `pending`, set by the change that made it leave; `None`: the
     /// stored one is kept.
     pub fn decided_at(&self) -> Option<Timestamp> {
-        self.0.decided_at
+        self.parts.decided_at
     }
 
     /// When the change happened.
     pub fn at(&self) -> Timestamp {
-        self.0.at
+        self.parts.at
     }
 
     /// A decision to record (unique per request and approver identity).
     pub fn decision(&self) -> Option<&Decision> {
-        self.0.decision.as_ref()
+        self.parts.decision.as_ref()
     }
 
     /// Audit events, appended to the chain in the same transaction.
     pub fn events(&self) -> &[NewAuditEvent] {
-        &self.0.events
+        &self.parts.events
     }
 
     /// Webhook messages, written to the outbox in the same transaction.
     pub fn outbox(&self) -> &[OutboxMessage] {
-        &self.0.outbox
+        &self.parts.outbox
     }
 
     /// `request` (read at `expected_version`) as it is once this change is stored: what the
     /// store reads back after it. How and when the request was decided are kept when the
     /// change leaves them unset (approved, then revoked, stays approved by quorum).
     pub fn apply_to(&self, mut request: Request) -> Request {
-        request.state = self.0.state;
-        request.approval = self.0.approval.or(request.approval);
-        request.decided_at = self.0.decided_at.or(request.decided_at);
-        request.updated_at = self.0.at;
-        request.version = self.0.expected_version + 1;
-        if let Some(d) = &self.0.decision {
+        request.state = self.parts.state;
+        request.approval = self.parts.approval.or(request.approval);
+        request.decided_at = self.parts.decided_at.or(request.decided_at);
+        request.updated_at = self.parts.at;
+        request.version = self.parts.expected_version + 1;
+        if let Some(d) = &self.parts.decision {
             request.decisions.push(d.clone());
         }
         request
@@ -332,13 +351,14 @@ impl BackendFailure {
 /// no event, no change.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Stores a new request (with no decisions), its events and its outbox messages, in one
-    /// transaction.
+    /// Stores a new request (with no decisions), its events, its webhook messages and its
+    /// notifications, in one transaction.
     async fn insert_request(
         &self,
         request: &Request,
         events: &[NewAuditEvent],
         outbox: &[OutboxMessage],
+        notices: &[NoticeMessage],
     ) -> Result<(), StoreError>;
 
     /// Reads a request with its decisions, oldest first. The request is shared: a store that
@@ -463,6 +483,54 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn retry_delivery(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
 }
 
+/// The notification outbox (written with the changes it announces, taken by the delivery
+/// worker) and the directory of people notifications are routed to.
+#[async_trait]
+pub trait NoticeStore: Send + Sync + std::fmt::Debug {
+    /// Takes up to `limit` pending notifications due at `now`, oldest first, and leases them
+    /// until `now + lease`. A notification is taken only when no earlier one (by due time) of
+    /// the same request and thread is still pending, so each channel sees a request's
+    /// messages in order, one at a time. With PostgreSQL the rows are claimed with
+    /// `FOR UPDATE SKIP LOCKED`.
+    async fn claim_notices(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<QueuedNotice>, StoreError>;
+
+    /// What the notification's thread (its request and channel, or the requester's own
+    /// mail) has shown so far.
+    async fn notice_thread(&self, notice: &NoticeMessage) -> Result<NoticeThread, StoreError>;
+
+    /// Records an attempt's outcome (increments `attempts`); a sent one also records, in the
+    /// same transaction, the version it showed and the thread reference it created.
+    async fn record_notice(
+        &self,
+        notice: &NoticeMessage,
+        outcome: &NoticeOutcome,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// Lists notifications, newest first, optionally by state, after a cursor id.
+    async fn list_notices(
+        &self,
+        state: Option<NoticeState>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<QueuedNotice>, StoreError>;
+
+    /// Moves a `failed` notification back to `pending`, due at `now`, its attempts reset.
+    /// Returns `false` when there is no failed notification with that id.
+    async fn retry_notice(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Records that `principal` was seen at `at`, with their claims as verified now.
+    async fn see_person(&self, principal: &Principal, at: Timestamp) -> Result<(), StoreError>;
+
+    /// People seen at or after `since`, most recently seen first, at most `limit`.
+    async fn people(&self, since: Timestamp, limit: u32) -> Result<Vec<Person>, StoreError>;
+}
+
 /// A browser login in flight: what the callback must match. Keyed by `state`; taken (read and
 /// deleted) exactly once.
 #[derive(Clone, Debug, PartialEq)]
@@ -494,7 +562,7 @@ pub struct WebSession {
     /// SHA-256 (hex) of the session cookie's value.
     pub id_hash: String,
     /// Who is signed in, as verified at login (or at the last refresh).
-    pub principal: crate::principal::Principal,
+    pub principal: Principal,
     /// The provider's session id (`sid` claim), for back-channel logout.
     pub sid: Option<String>,
     /// The ID token, for RP-initiated logout (`id_token_hint`).

@@ -348,6 +348,7 @@ mod tests {
             min_approvals: 1,
             stage,
             reject_threshold: 2,
+            notify: Vec::new(),
         };
         let rules = vec![rule("leads", 1), rule("security", 2)];
         let decision = |who: &Principal, verdict, comment: Option<&str>| Decision {

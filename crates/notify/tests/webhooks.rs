@@ -251,6 +251,7 @@ fn gate(name: &str, webhooks: Vec<WebhookSpec>) -> Gate {
         auto_approve: None,
         break_glass: None,
         webhooks,
+        notify: Default::default(),
     }
 }
 

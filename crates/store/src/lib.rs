@@ -36,6 +36,7 @@ use futures_util::StreamExt as _;
 use countersign_core::audit::ChainVerifier;
 use countersign_core::ports::AuditQuery;
 
+pub use countersign_core::ports::NoticeStore;
 pub use countersign_core::ports::{LoginTransaction, WebSession};
 pub use countersign_core::{ChainBreak, KeyStore, OutboxStore, SessionStore, Store, StoreError};
 pub use postgres::PostgresStore;
@@ -56,16 +57,21 @@ pub struct Stores {
     pub outbox: Arc<dyn OutboxStore>,
     /// Browser logins in flight and signed-in web sessions.
     pub sessions: Arc<dyn SessionStore>,
+    /// The notification outbox and the directory of people.
+    pub notices: Arc<dyn NoticeStore>,
 }
 
 impl Stores {
     /// The four ports of one backend value.
-    fn of<S: Store + KeyStore + OutboxStore + SessionStore + 'static>(backend: S) -> Self {
+    fn of<S: Store + KeyStore + OutboxStore + SessionStore + NoticeStore + 'static>(
+        backend: S,
+    ) -> Self {
         let backend = Arc::new(backend);
         Self {
             store: backend.clone(),
             keys: backend.clone(),
             outbox: backend.clone(),
+            notices: backend.clone(),
             sessions: backend,
         }
     }

@@ -32,6 +32,7 @@ macro_rules! migrations {
                 "requests state id",
                 "0004_requests_state_id.sql"
             ),
+            migration!($dialect, 5, "notifications", "0005_notifications.sql"),
         ]
     };
 }

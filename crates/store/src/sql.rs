@@ -50,6 +50,13 @@ macro_rules! delivery_columns {
     };
 }
 
+macro_rules! notice_columns {
+    () => {
+        "id, request_id, channel, thread_key, kind, to_requester, due_at, created_at, state, \
+         attempts, next_attempt_at, last_error, updated_at"
+    };
+}
+
 macro_rules! login_columns {
     () => {
         "state, browser_binding, issuer, nonce, pkce_verifier, return_to, max_age, created_at, \
@@ -294,6 +301,98 @@ pub(crate) const DELIVERY_EXISTS: &str = "SELECT COUNT(*) FROM deliveries WHERE 
 /// A failed delivery (`$2`) back to pending, due at `$1`, its attempts reset.
 pub(crate) const RETRY_DELIVERY: &str = "UPDATE deliveries SET state = 'pending', \
     next_attempt_at = $1, attempts = 0, updated_at = $1 WHERE id = $2 AND state = 'failed'";
+
+pub(crate) const INSERT_NOTICE: &str = concat!(
+    "INSERT INTO notifications (",
+    notice_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+
+/// Columns read for a notification.
+pub(crate) const NOTICE_COLUMNS: &str = notice_columns!();
+
+/// The condition under which a pending notification `n` may be taken at `$1`: it is due, and
+/// no earlier notification (by due time, then id) of the same request and thread is still
+/// pending, so a channel gets one request's messages one at a time, in order.
+macro_rules! notice_due {
+    () => {
+        " FROM notifications n WHERE n.state = 'pending' AND n.next_attempt_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.request_id = n.request_id \
+         AND e.thread_key = n.thread_key AND e.state = 'pending' \
+         AND (e.due_at < n.due_at OR (e.due_at = n.due_at AND e.id < n.id))) \
+         ORDER BY n.next_attempt_at, n.id LIMIT $2"
+    };
+}
+
+/// Notifications that may be taken at `$1`, oldest first, at most `$2` (SQLite, inside its
+/// write lock).
+pub(crate) const DUE_NOTICES: &str = concat!("SELECT ", notice_columns!(), notice_due!());
+
+/// [`DUE_NOTICES`], locking the rows taken and skipping rows another transaction has locked
+/// (PostgreSQL only).
+pub(crate) const DUE_NOTICES_SKIP_LOCKED: &str = concat!(
+    "SELECT ",
+    notice_columns!(),
+    notice_due!(),
+    " FOR UPDATE OF n SKIP LOCKED"
+);
+
+/// Records an attempt on a pending notification: `$1` the new state, `$2` the next attempt
+/// time (kept when NULL), `$3` the error or why it was skipped (kept when NULL), `$4` now,
+/// `$5` the notification. One that is no longer pending is left alone.
+pub(crate) const RECORD_NOTICE: &str = "UPDATE notifications SET state = $1, \
+    next_attempt_at = COALESCE($2, next_attempt_at), last_error = COALESCE($3, last_error), \
+    attempts = attempts + 1, updated_at = $4 WHERE id = $5 AND state = 'pending'";
+
+/// Whether notification `$1` exists.
+pub(crate) const NOTICE_EXISTS: &str = "SELECT COUNT(*) FROM notifications WHERE id = $1";
+
+/// A failed notification (`$2`) back to pending, due at `$1`, its attempts reset.
+pub(crate) const RETRY_NOTICE: &str = "UPDATE notifications SET state = 'pending', \
+    next_attempt_at = $1, attempts = 0, updated_at = $1 WHERE id = $2 AND state = 'failed'";
+
+/// What thread `($1, $2)` has shown.
+pub(crate) const NOTICE_THREAD: &str = "SELECT thread, shown_version FROM notification_threads \
+    WHERE request_id = $1 AND thread_key = $2";
+
+/// Records what a sent notification showed on its thread: `$1` request, `$2` thread key,
+/// `$3` the thread reference (kept when NULL), `$4` the version shown (the newest wins), `$5`
+/// now. `$max` is the dialect's two-argument maximum.
+macro_rules! show_on_thread {
+    ($max:literal) => {
+        concat!(
+            "INSERT INTO notification_threads \
+             (request_id, thread_key, thread, shown_version, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (request_id, thread_key) DO UPDATE SET \
+             thread = COALESCE(excluded.thread, notification_threads.thread), shown_version = ",
+            $max,
+            "(excluded.shown_version, notification_threads.shown_version), \
+             updated_at = excluded.updated_at"
+        )
+    };
+}
+
+/// [`show_on_thread!`] for SQLite.
+pub(crate) const SHOW_ON_THREAD_SQLITE: &str = show_on_thread!("MAX");
+
+/// [`show_on_thread!`] for PostgreSQL.
+pub(crate) const SHOW_ON_THREAD_POSTGRES: &str = show_on_thread!("GREATEST");
+
+/// Records that a person was seen: `$1` issuer, `$2` subject, `$3` principal (JSON), `$4`
+/// when.
+pub(crate) const SEE_PERSON: &str = "INSERT INTO people (issuer, subject, principal, last_seen) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (issuer, subject) DO UPDATE SET \
+    principal = excluded.principal, last_seen = excluded.last_seen";
+
+/// People seen at or after `$1`, most recent first, at most `$2`.
+pub(crate) const PEOPLE: &str = "SELECT principal, last_seen FROM people WHERE last_seen >= $1 \
+    ORDER BY last_seen DESC, issuer, subject LIMIT $2";
+
+/// The most notifications one page returns.
+pub(crate) const MAX_NOTICE_PAGE: u32 = 500;
+
+/// The most people a routing pass considers.
+pub(crate) const MAX_PEOPLE: u32 = 10_000;
 
 pub(crate) const INSERT_LOGIN: &str = concat!(
     "INSERT INTO login_transactions (",

@@ -154,8 +154,9 @@ impl Engine {
         if auto {
             outbox.extend(self.announce(AuditAction::RequestApproved, &request, None, now));
         }
+        let notices = self.notices_on_create(&gate, &request, now);
         self.store
-            .insert_request(&request, &events, &outbox)
+            .insert_request(&request, &events, &outbox, &notices)
             .await?;
         self.changed(&request);
         Ok(request)

@@ -85,6 +85,14 @@ impl Engine {
                 let outbox = self.announce(event, &decided.request, Some(&decided.evaluation), now);
                 decided.transition.set_outbox(outbox);
             }
+            let notices = self.notices_on_change(
+                &request,
+                &decided.request,
+                Some(&decided.evaluation),
+                false,
+                now,
+            );
+            decided.transition.set_notices(notices);
             match self.store.apply(&decided.transition).await {
                 Ok(()) => {
                     self.changed(&decided.request);

@@ -121,8 +121,11 @@ impl Engine {
                 }],
                 outbox: Vec::new(),
             });
+            let by_requester = request.requester.same_person_as(who);
+            let before = Arc::clone(&request);
             let next = transition.apply_to(Arc::unwrap_or_clone(request));
             transition.set_outbox(self.announce(action, &next, None, now));
+            transition.set_notices(self.notices_on_change(&before, &next, None, by_requester, now));
             match self.store.apply(&transition).await {
                 Ok(()) => {
                     self.changed(&next);
@@ -162,6 +165,7 @@ impl Engine {
         });
         let next = transition.apply_to(request.clone());
         transition.set_outbox(self.announce(AuditAction::RequestExpired, &next, None, now));
+        transition.set_notices(self.notices_on_change(request, &next, None, false, now));
         match self.store.apply(&transition).await {
             Ok(()) => {
                 self.changed(&next);

@@ -20,6 +20,7 @@ use crate::condition::Condition;
 use crate::error::EngineError;
 use crate::gate::{Gate, GateSet};
 use crate::grant::{OutboxMessage, outbox_for};
+use crate::notice::{self, NoticeMessage};
 use crate::policy::{self, Evaluation};
 use crate::ports::{ChangeListener, Clock, Store};
 use crate::request::Request;
@@ -163,6 +164,45 @@ impl Engine {
         };
         let data = crate::view::request(request, Some(evaluation));
         outbox_for(gate, event, request, &data, at)
+    }
+
+    /// Notifications a new request sends (none when its gate notifies nobody).
+    fn notices_on_create(
+        &self,
+        gate: &Gate,
+        request: &Request,
+        at: Timestamp,
+    ) -> Vec<NoticeMessage> {
+        if !gate.notifies() {
+            return Vec::new();
+        }
+        let evaluation = policy::evaluate(&gate.rules, &request.decisions);
+        notice::on_create(gate, request, &evaluation, at)
+    }
+
+    /// Notifications a change from `before` to `after` sends (none when the gate notifies
+    /// nobody). `evaluation` is `after`'s standing when the caller has it.
+    fn notices_on_change(
+        &self,
+        before: &Request,
+        after: &Request,
+        evaluation: Option<&Evaluation>,
+        by_requester: bool,
+        at: Timestamp,
+    ) -> Vec<NoticeMessage> {
+        let Some(gate) = self.gates.get(&after.gate).filter(|g| g.notifies()) else {
+            return Vec::new();
+        };
+        let was = policy::evaluate(&gate.rules, &before.decisions);
+        let computed;
+        let now = match evaluation {
+            Some(e) => e,
+            None => {
+                computed = policy::evaluate(&gate.rules, &after.decisions);
+                &computed
+            }
+        };
+        notice::on_change(gate, &was, after, now, by_requester, at)
     }
 
     fn changed(&self, request: &Request) {

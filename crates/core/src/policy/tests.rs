@@ -17,6 +17,7 @@ fn rule(name: &str, group: &str, min: u32, stage: u32) -> Rule {
         min_approvals: min,
         stage,
         reject_threshold: 1,
+        notify: Vec::new(),
     }
 }
 
@@ -40,6 +41,7 @@ fn gate(rules: Vec<Rule>) -> Gate {
         auto_approve: None,
         break_glass: None,
         webhooks: Vec::new(),
+        notify: Default::default(),
     }
 }
 

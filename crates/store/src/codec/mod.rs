@@ -7,12 +7,14 @@
 
 mod audit;
 mod grants;
+mod notices;
 mod outbox;
 mod requests;
 mod sessions;
 
 pub(crate) use audit::EventRow;
 pub(crate) use grants::{GrantRow, KeyRow};
+pub(crate) use notices::{NoticeRow, decode_person, encode_person, notice_columns};
 pub(crate) use outbox::{DeliveryRow, attempt_columns, lease_end};
 pub(crate) use requests::{DecisionRow, RequestRow, approval_name, group_decisions};
 pub(crate) use sessions::{LoginRow, SessionRow};

@@ -24,6 +24,7 @@
 
 mod audit;
 mod grants;
+mod notices;
 mod outbox;
 mod requests;
 mod sessions;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use countersign_core::audit::{AuditEvent, ChainLink, NewAuditEvent};
 use countersign_core::grant::{GrantRecord, OutboxMessage};
+use countersign_core::notice::NoticeMessage;
 use countersign_core::ports::{AuditQuery, RequestFilter, Store, Transition};
 use countersign_core::request::Request;
 use countersign_core::{RequestId, StoreError, Timestamp};
@@ -125,8 +127,9 @@ impl Store for PostgresStore {
         request: &Request,
         events: &[NewAuditEvent],
         outbox: &[OutboxMessage],
+        notices: &[NoticeMessage],
     ) -> Result<(), StoreError> {
-        requests::insert(self, request, events, outbox).await
+        requests::insert(self, request, events, outbox, notices).await
     }
 
     #[tracing::instrument(skip_all, fields(request_id = %id))]

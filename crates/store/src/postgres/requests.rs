@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use countersign_core::audit::NewAuditEvent;
 use countersign_core::grant::OutboxMessage;
+use countersign_core::notice::NoticeMessage;
 use countersign_core::ports::{RequestFilter, Transition};
 use countersign_core::request::{Decision, Request};
 use countersign_core::{RequestId, StoreError, Timestamp};
@@ -12,6 +13,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::audit::append_events;
+use super::notices::insert_notices;
 use super::outbox::insert_outbox;
 use super::{PgQuery, PostgresStore};
 use crate::codec::{DecisionRow, RequestRow, approval_name, group_decisions};
@@ -122,6 +124,7 @@ pub(super) async fn insert(
     request: &Request,
     events: &[NewAuditEvent],
     outbox: &[OutboxMessage],
+    notices: &[NoticeMessage],
 ) -> Result<(), StoreError> {
     let row = RequestRow::encode(request)?;
     let mut tx = store.begin_write().await?;
@@ -136,6 +139,7 @@ pub(super) async fn insert(
         });
     }
     insert_outbox(&mut tx, outbox).await?;
+    insert_notices(&mut tx, notices).await?;
     append_events(&mut tx, events).await?;
     tx.commit()
         .await
@@ -220,6 +224,7 @@ pub(super) async fn apply(
         });
     }
     insert_outbox(&mut tx, transition.outbox()).await?;
+    insert_notices(&mut tx, transition.notices()).await?;
     append_events(&mut tx, transition.events()).await?;
     tx.commit()
         .await

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use countersign_core::audit::NewAuditEvent;
 use countersign_core::grant::OutboxMessage;
+use countersign_core::notice::NoticeMessage;
 use countersign_core::ports::{Order, RequestFilter, Transition};
 use countersign_core::request::{Request, State};
 use countersign_core::{RequestId, StoreError, Timestamp};
@@ -13,6 +14,7 @@ use rusqlite::{Connection, Params, Row, params, params_from_iter};
 
 use super::SqliteStore;
 use super::audit::append_events;
+use super::notices::insert_notices;
 use super::outbox::insert_outbox;
 use super::writer::Batch;
 use crate::codec::{DecisionRow, RequestRow, approval_name};
@@ -219,9 +221,11 @@ pub(super) async fn insert(
     request: &Request,
     events: &[NewAuditEvent],
     outbox: &[OutboxMessage],
+    notices: &[NoticeMessage],
 ) -> Result<(), StoreError> {
     let row = RequestRow::encode(request)?;
     let (request, events, outbox) = (request.clone(), events.to_vec(), outbox.to_vec());
+    let notices = notices.to_vec();
     let request_id = request.id;
     store
         .writer
@@ -260,6 +264,7 @@ pub(super) async fn insert(
             },
             move |batch, ()| {
                 insert_outbox(batch, &outbox)?;
+                insert_notices(batch, &notices)?;
                 append_events(batch, &events)?;
                 batch.wrote(request);
                 Ok(())
@@ -379,6 +384,7 @@ pub(super) async fn apply(store: &SqliteStore, transition: &Transition) -> Resul
                         .map_err(|e| sqlite_backend("storing a decision", e))?;
                 }
                 insert_outbox(batch, transition.outbox())?;
+                insert_notices(batch, transition.notices())?;
                 append_events(batch, transition.events())?;
                 // The request as cached before, changed as the transition says, is what
                 // the database now holds.

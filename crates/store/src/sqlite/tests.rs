@@ -212,7 +212,7 @@ async fn a_change_by_another_process_shows() {
     here.migrate().await.expect("migrate");
     let there = SqliteStore::connect(&url).await.expect("open again");
     let request = cache::tests::request(1);
-    here.insert_request(&request, &[], &[])
+    here.insert_request(&request, &[], &[], &[])
         .await
         .expect("insert");
     assert_eq!(
@@ -277,7 +277,7 @@ async fn what_a_write_leaves_in_the_cache_is_what_the_database_holds() {
         fresh.get_request(&id).await.expect("read").expect("found")
     };
     store
-        .insert_request(&request, &[], &[])
+        .insert_request(&request, &[], &[], &[])
         .await
         .expect("insert");
     assert_eq!(store.cache.get(&id), Some(read_back().await));

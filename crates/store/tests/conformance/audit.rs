@@ -14,7 +14,7 @@ pub async fn audit_events_by_request_and_cursor(db: Db) {
     let a = request(0, "deploy-prod", &alice);
     let b = request(1, "deploy-prod", &alice);
     db.store
-        .insert_request(&a, &created(&a), &[])
+        .insert_request(&a, &created(&a), &[], &[])
         .await
         .expect("a"); // 1
     db.store
@@ -22,7 +22,7 @@ pub async fn audit_events_by_request_and_cursor(db: Db) {
         .await
         .expect("loose"); // 2
     db.store
-        .insert_request(&b, &created(&b), &[])
+        .insert_request(&b, &created(&b), &[], &[])
         .await
         .expect("b"); // 3
     db.store

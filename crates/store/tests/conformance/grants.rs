@@ -13,7 +13,7 @@ pub async fn grant_needs_the_request_approved_at_the_version(db: Db) {
     // Not approved yet.
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     let g = grant("jti-pending", &req, 5);

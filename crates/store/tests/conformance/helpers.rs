@@ -44,7 +44,7 @@ pub(crate) fn message_ids(messages: &[OutboxMessage]) -> Vec<String> {
 pub(crate) async fn approved(db: &Db, ms: i64) -> Request {
     let req = request(ms, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     db.store

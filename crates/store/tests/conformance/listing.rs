@@ -24,7 +24,7 @@ async fn populate(db: &Db) -> Vec<Request> {
         };
         let req = request(i * 1000, gate, &people[(i % 3) as usize]);
         db.store
-            .insert_request(&req, &created(&req), &[])
+            .insert_request(&req, &created(&req), &[], &[])
             .await
             .expect("insert");
         let req = if i % 4 == 3 {
@@ -194,7 +194,7 @@ pub async fn list_limit_is_capped(db: Db) {
     for i in 0..510 {
         let req = request(i, "deploy-prod", &alice);
         db.store
-            .insert_request(&req, &[], &[])
+            .insert_request(&req, &[], &[], &[])
             .await
             .expect("insert");
     }
@@ -229,7 +229,7 @@ pub async fn due_for_expiry_finds_overdue_pending(db: Db) {
         let mut req = request(i as i64, "deploy-prod", &alice);
         req.expires_at = at(*deadline);
         db.store
-            .insert_request(&req, &created(&req), &[])
+            .insert_request(&req, &created(&req), &[], &[])
             .await
             .expect("insert");
         reqs.push(req);

@@ -237,7 +237,7 @@ async fn open_stores_shares_one_database() {
     let messages = [message(0, &req, "request.created")];
     stores
         .store
-        .insert_request(&req, &created(&req), &messages)
+        .insert_request(&req, &created(&req), &messages, &[])
         .await
         .expect("insert");
     let listed = stores
@@ -299,7 +299,7 @@ async fn sqlite_writers_in_two_processes_share_one_chain() {
         };
         tasks.push(tokio::spawn(async move {
             let req = request(i, "deploy-prod", &person("okta", "alice"));
-            store.insert_request(&req, &created(&req), &[]).await?;
+            store.insert_request(&req, &created(&req), &[], &[]).await?;
             store.append_audit(&loose_events(2)).await
         }));
     }
@@ -331,7 +331,7 @@ async fn sqlite_in_memory_keeps_its_data() {
         .expect("memory");
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     store

@@ -18,7 +18,7 @@ pub async fn outbox_rows_commit_with_their_change(db: Db) {
         message(0, &req, "request.created"),
     ];
     db.store
-        .insert_request(&req, &created(&req), &first)
+        .insert_request(&req, &created(&req), &first, &[])
         .await
         .expect("insert");
     let listed = deliveries(&db, None).await;
@@ -70,6 +70,7 @@ pub async fn outbox_rows_commit_with_their_change(db: Db) {
             &req,
             &created(&req),
             &[message(32, &req, "request.created")],
+            &[],
         )
         .await;
     assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
@@ -79,7 +80,7 @@ pub async fn outbox_rows_commit_with_their_change(db: Db) {
     let other = request(40, "deploy-prod", &person("okta", "alice"));
     let err = db
         .store
-        .insert_request(&other, &created(&other), &[first[0].clone()])
+        .insert_request(&other, &created(&other), &[first[0].clone()], &[])
         .await;
     assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
     assert_eq!(db.store.get_request(&other.id).await.expect("get"), None);
@@ -95,7 +96,7 @@ async fn three_due(db: &Db) -> Vec<OutboxMessage> {
         .map(|ms| message(ms, &req, "request.created"))
         .collect();
     db.store
-        .insert_request(&req, &created(&req), &messages)
+        .insert_request(&req, &created(&req), &messages, &[])
         .await
         .expect("insert");
     messages
@@ -334,7 +335,7 @@ pub async fn list_deliveries_by_state_with_cursor(db: Db) {
         })
         .collect();
     db.store
-        .insert_request(&req, &created(&req), &messages)
+        .insert_request(&req, &created(&req), &messages, &[])
         .await
         .expect("insert");
     // 0, 3, 6 delivered; 1, 4, 7 failed; 2, 5, 8 pending.
@@ -486,7 +487,7 @@ pub async fn concurrent_claimers_never_share_a_row(db: Db) {
         .map(|i| message(i % 7, &req, "request.created"))
         .collect();
     db.store
-        .insert_request(&req, &created(&req), &messages)
+        .insert_request(&req, &created(&req), &messages, &[])
         .await
         .expect("insert");
     let outboxes = [

@@ -15,7 +15,7 @@ pub async fn round_trip_keeps_every_field(db: Db) {
     let mut req = request(0, "deploy-prod", &workload("repo:acme/app", "alice"));
     req.requester.testing_mut().claims = alice.claims().clone();
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     assert_eq!(
@@ -72,12 +72,15 @@ pub async fn round_trip_keeps_every_field(db: Db) {
 pub async fn insert_of_an_existing_id_is_a_duplicate(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     let mut again = req.clone();
     again.gate = "other".into();
-    let err = db.store.insert_request(&again, &created(&again), &[]).await;
+    let err = db
+        .store
+        .insert_request(&again, &created(&again), &[], &[])
+        .await;
     assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
     assert_eq!(
         db.store.get_request(&req.id).await.expect("get"),
@@ -93,7 +96,7 @@ pub async fn insert_of_an_existing_id_is_a_duplicate(db: Db) {
 pub async fn cas_bumps_version_and_chains_events(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     let bob = person("okta", "bob");
@@ -132,7 +135,7 @@ pub async fn cas_bumps_version_and_chains_events(db: Db) {
 pub async fn stale_cas_conflicts_and_changes_nothing(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     db.store
@@ -171,7 +174,7 @@ pub async fn unreadable_stored_request_is_named(db: Db) {
     let bad = request(10, "deploy-prod", &alice);
     for req in [&good, &bad] {
         db.store
-            .insert_request(req, &created(req), &[])
+            .insert_request(req, &created(req), &[], &[])
             .await
             .expect("insert");
     }
@@ -254,7 +257,7 @@ pub async fn unreadable_stored_request_is_named(db: Db) {
 pub async fn revocation_keeps_approval_and_decision_time(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     db.store
@@ -280,7 +283,7 @@ pub async fn revocation_keeps_approval_and_decision_time(db: Db) {
 pub async fn duplicate_decision_is_refused_whole(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     let bob = person("okta", "bob");
@@ -317,7 +320,7 @@ pub async fn duplicate_decision_is_refused_whole(db: Db) {
 pub async fn fifty_concurrent_deciders_one_winner(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     let mut tasks = Vec::new();
@@ -354,7 +357,7 @@ pub async fn concurrent_mixed_writers_keep_one_chain(db: Db) {
     for i in 0..5 {
         let req = request(i, "deploy-prod", &requester);
         db.store
-            .insert_request(&req, &created(&req), &[])
+            .insert_request(&req, &created(&req), &[], &[])
             .await
             .expect("insert");
         shared.push(req);
@@ -369,7 +372,7 @@ pub async fn concurrent_mixed_writers_keep_one_chain(db: Db) {
                 // A new request, then a change to it.
                 0 => {
                     let req = request(100 + i, "deploy-staging", &requester);
-                    store.insert_request(&req, &created(&req), &[]).await?;
+                    store.insert_request(&req, &created(&req), &[], &[]).await?;
                     store
                         .apply(&vote(&req, 1, &person("okta", &format!("a{i}"))))
                         .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 pub async fn migrations_are_idempotent(db: Db) {
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     db.store
-        .insert_request(&req, &created(&req), &[])
+        .insert_request(&req, &created(&req), &[], &[])
         .await
         .expect("insert");
     // Opening again (as every start does) migrates nothing and loses nothing.
