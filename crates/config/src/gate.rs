@@ -10,7 +10,11 @@ use countersign_core::time::format_duration;
 use countersign_core::{Gate, GrantSpec, ParamSpec, ParamType, Requirement, Rule, WebhookSpec};
 use regex::Regex;
 
+use countersign_core::channel::Channels;
+use countersign_core::notice::GateNotify;
+
 use crate::check::{Ctx, Fields, check_url, element_label, is_name};
+use crate::notifications::{self, NotificationSettings};
 use crate::settings::DEFAULT_GRANT_TTL;
 use crate::tree::{Node, Origin, Value, one_line};
 
@@ -27,6 +31,11 @@ const KEYS: &[&str] = &[
     "break_glass",
     "rules",
     "webhooks",
+    "notify",
+    "notify_requester",
+    "remind",
+    "escalate_after",
+    "escalate_to",
 ];
 const GRANT_KEYS: &[&str] = &["audience", "scope", "ttl", "max_ttl", "single_use"];
 const PARAM_KEYS: &[&str] = &[
@@ -45,6 +54,7 @@ const RULE_KEYS: &[&str] = &[
     "min_approvals",
     "stage",
     "reject_threshold",
+    "notify",
 ];
 const WEBHOOK_KEYS: &[&str] = &["url", "secret", "secret_file", "events"];
 const PARAM_TYPES: &[&str] = &["string", "int", "bool", "enum"];
@@ -59,7 +69,11 @@ const CONSTRAINTS: &[(&str, &str)] = &[
 
 /// Resolves every gate (main file first, then the gates directory in name order). Names are
 /// unique across all files.
-pub(crate) fn resolve_all(ctx: &mut Ctx, root: &Fields<'_>) -> Vec<Gate> {
+pub(crate) fn resolve_all(
+    ctx: &mut Ctx,
+    root: &Fields<'_>,
+    notifications: &NotificationSettings,
+) -> Vec<Gate> {
     let Some(node) = root.get("gates") else {
         return Vec::new();
     };
@@ -68,7 +82,7 @@ pub(crate) fn resolve_all(ctx: &mut Ctx, root: &Fields<'_>) -> Vec<Gate> {
     items
         .iter()
         .enumerate()
-        .filter_map(|(i, item)| resolve_one(ctx, item, i, &mut seen))
+        .filter_map(|(i, item)| resolve_one(ctx, item, i, &mut seen, notifications))
         .collect()
 }
 
@@ -77,6 +91,7 @@ fn resolve_one(
     node: &Node,
     index: usize,
     seen: &mut HashMap<String, Origin>,
+    notifications: &NotificationSettings,
 ) -> Option<Gate> {
     let path = format!("gates[{}]", element_label(node, index));
     let f = Fields::open(ctx, node, path, KEYS)?;
@@ -133,8 +148,9 @@ fn resolve_one(
     let grant = grant(ctx, &f, name.as_deref().unwrap_or_default(), &declared);
     let auto_approve = f.condition(ctx, "auto_approve", REQUESTER_VARIABLES);
     let break_glass = f.condition(ctx, "break_glass", REQUESTER_VARIABLES);
-    let rules = rules(ctx, &f);
+    let rules = rules(ctx, &f, &notifications.channels);
     let webhooks = webhooks(ctx, &f);
+    let notify = gate_notify(ctx, &f, notifications, pending_ttl);
 
     let no_rules = match f.get("rules") {
         None => true,
@@ -170,7 +186,7 @@ fn resolve_one(
         auto_approve,
         break_glass,
         webhooks: webhooks?,
-        notify: Default::default(),
+        notify: notify?,
     })
 }
 
@@ -448,7 +464,7 @@ fn check_scope(template: &str, declared: &[String]) -> Vec<String> {
     problems
 }
 
-fn rules(ctx: &mut Ctx, gate: &Fields<'_>) -> Option<Vec<Rule>> {
+fn rules(ctx: &mut Ctx, gate: &Fields<'_>, channels: &Channels) -> Option<Vec<Rule>> {
     let Some(node) = gate.get("rules") else {
         return Some(Vec::new());
     };
@@ -518,19 +534,27 @@ fn rules(ctx: &mut Ctx, gate: &Fields<'_>) -> Option<Vec<Rule>> {
         let min_approvals = number(ctx, &f, "min_approvals", 50);
         let stage = number(ctx, &f, "stage", u32_max);
         let reject_threshold = number(ctx, &f, "reject_threshold", u32_max);
+        let notify = channel_list(ctx, &f, "notify", channels);
         if let Some(stage) = stage {
             let origin = f.get("stage").map_or(f.origin, |n| &n.origin).clone();
             stages.push((stage, origin, f.key("stage")));
         }
-        match (name, approvers, min_approvals, stage, reject_threshold) {
-            (Some(name), Some(approvers), Some(min_approvals), Some(stage), Some(reject)) => {
+        match (name, approvers, min_approvals, stage, reject_threshold, notify) {
+            (
+                Some(name),
+                Some(approvers),
+                Some(min_approvals),
+                Some(stage),
+                Some(reject),
+                Some(notify),
+            ) => {
                 out.push(Rule {
                     name,
                     approvers,
                     min_approvals,
                     stage,
                     reject_threshold: reject,
-                    notify: Vec::new(),
+                    notify,
                 });
             }
             _ => ok = false,
@@ -569,6 +593,108 @@ fn number(ctx: &mut Ctx, f: &Fields<'_>, key: &str, max: i128) -> Option<u32> {
     }
     f.integer(ctx, key, 1, max)
         .and_then(|n| u32::try_from(n).ok())
+}
+
+/// A list of channel names (`notify`, `escalate_to`), each configured, each once.
+fn channel_list(
+    ctx: &mut Ctx,
+    f: &Fields<'_>,
+    key: &str,
+    channels: &Channels,
+) -> Option<Vec<String>> {
+    let Some(node) = f.get(key) else {
+        return Some(Vec::new());
+    };
+    let mut names = f.strings(ctx, key)?;
+    names.dedup();
+    notifications::check_refs(ctx, node, &f.key(key), &names, channels).then_some(names)
+}
+
+/// A gate's `notify`, `notify_requester`, `remind`, `escalate_after` and `escalate_to`.
+fn gate_notify(
+    ctx: &mut Ctx,
+    f: &Fields<'_>,
+    notifications: &NotificationSettings,
+    pending_ttl: Duration,
+) -> Option<GateNotify> {
+    let channels = channel_list(ctx, f, "notify", &notifications.channels);
+    let escalate_to = channel_list(ctx, f, "escalate_to", &notifications.channels);
+    let notify_requester = f.boolean(ctx, "notify_requester").unwrap_or(false);
+    if notify_requester
+        && notifications.requester_channel.is_none()
+        && let Some(n) = f.get("notify_requester")
+    {
+        ctx.report(
+            &n.origin,
+            &f.key("notify_requester"),
+            "the requester is told by e-mail: configure an e-mail channel (and, when there are several, notifications.requester_channel)",
+        );
+    }
+    let mut remind = Vec::new();
+    let mut remind_ok = true;
+    if let Some(n) = f.get("remind") {
+        for text in f.strings(ctx, "remind").unwrap_or_default() {
+            match countersign_core::time::parse_duration(&text) {
+                Ok(d) if d > Duration::zero() && d < pending_ttl => remind.push(d),
+                Ok(_) => {
+                    ctx.report(
+                        &n.origin,
+                        &f.key("remind"),
+                        format!(
+                            "'{text}' before expiry does not fit in pending_ttl ({}): a reminder must come after the request is made",
+                            format_duration(pending_ttl)
+                        ),
+                    );
+                    remind_ok = false;
+                }
+                Err(e) => {
+                    ctx.report(&n.origin, &f.key("remind"), format!("'{text}': {e}"));
+                    remind_ok = false;
+                }
+            }
+        }
+        remind.sort_unstable_by(|a, b| b.cmp(a));
+        remind.dedup();
+    }
+    let escalate_after = f.duration(ctx, "escalate_after");
+    let escalate_ok = match (f.get("escalate_after"), escalate_after, &escalate_to) {
+        (Some(n), Some(after), Some(to)) => {
+            if to.is_empty() {
+                ctx.report(&n.origin, &f.key("escalate_after"), "escalate_after needs escalate_to = [\"channel\", …]");
+                false
+            } else if after >= pending_ttl {
+                ctx.report(
+                    &n.origin,
+                    &f.key("escalate_after"),
+                    format!("{} is not before the request expires (pending_ttl {})", format_duration(after), format_duration(pending_ttl)),
+                );
+                false
+            } else {
+                true
+            }
+        }
+        (None, _, Some(to)) if !to.is_empty() => {
+            if let Some(n) = f.get("escalate_to") {
+                ctx.report(&n.origin, &f.key("escalate_to"), "escalate_to needs escalate_after = \"15m\" (how long nobody acted)");
+            }
+            false
+        }
+        (Some(_), None, _) => false,
+        _ => true,
+    };
+    if !(remind_ok && escalate_ok) {
+        return None;
+    }
+    Some(GateNotify {
+        channels: channels?,
+        notify_requester,
+        requester_channel: notify_requester
+            .then(|| notifications.requester_channel.clone())
+            .flatten(),
+        remind,
+        escalate_after,
+        escalate_to: escalate_to?,
+    })
 }
 
 fn webhooks(ctx: &mut Ctx, gate: &Fields<'_>) -> Option<Vec<WebhookSpec>> {

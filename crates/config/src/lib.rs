@@ -17,6 +17,7 @@ mod check;
 mod env;
 mod gate;
 mod issuer;
+mod notifications;
 mod problem;
 mod resource_server;
 mod server;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use countersign_core::GateSet;
 
 pub use env::Env;
+pub use notifications::NotificationSettings;
 pub use problem::{ConfigErrors, ENVIRONMENT, Problem};
 pub use settings::{
     AUDIT_READER_VARIABLES, GRANT_SIGNING_ALGORITHMS, IssuerConfig, LogFormat,
@@ -47,7 +49,14 @@ use tree::{Node, Origin, Value, parse_document};
 pub const DEMO_GATES: &str = include_str!("demo-gates.toml");
 
 /// The keys of the main file's top level.
-const ROOT_KEYS: &[&str] = &["server", "webhooks", "issuers", "resource_servers", "gates"];
+const ROOT_KEYS: &[&str] = &[
+    "server",
+    "webhooks",
+    "notifications",
+    "issuers",
+    "resource_servers",
+    "gates",
+];
 /// The gates directory looked for next to the main file when `gates_dir` is not set.
 const DEFAULT_GATES_DIR: &str = "gates.d";
 
@@ -107,16 +116,20 @@ fn run(mut ctx: Ctx, text: &str, env: &Env, from_disk: bool) -> Result<Settings,
         let webhooks = webhooks::resolve(&mut ctx, &root);
         let issuers = issuer::resolve_all(&mut ctx, &root);
         let resource_servers = resource_server::resolve_all(&mut ctx, &root);
-        let gates = gate::resolve_all(&mut ctx, &root);
-        (server, webhooks, issuers, resource_servers, gates)
+        let notifications = notifications::resolve(&mut ctx, &root);
+        let gates = gate::resolve_all(&mut ctx, &root, &notifications);
+        (server, webhooks, issuers, resource_servers, gates, notifications)
     });
     match resolved {
-        Some((Some(server), webhooks, issuers, resource_servers, gates)) if !ctx.has_problems() => {
+        Some((Some(server), webhooks, issuers, resource_servers, gates, notifications))
+            if !ctx.has_problems() =>
+        {
             Ok(Settings {
                 server,
                 issuers,
                 gates: GateSet::new(gates),
                 webhooks,
+                notifications,
                 resource_servers,
                 sources,
             })

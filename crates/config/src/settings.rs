@@ -36,6 +36,8 @@ pub struct Settings {
     pub gates: GateSet,
     /// The `[webhooks]` section: how webhooks are delivered (defaults when absent).
     pub webhooks: WebhookSettings,
+    /// The `[notifications]` section: the channels people hear about requests in.
+    pub notifications: crate::notifications::NotificationSettings,
     /// The `[[resource_servers]]`, in the order written: the services that verify grant
     /// tokens and authenticate to countersign's standards endpoints.
     pub resource_servers: Vec<ResourceServerConfig>,

@@ -14,6 +14,7 @@
 //! - [`deliver`]: the [`Deliverer`] worker.
 
 pub mod client;
+pub mod compose;
 pub mod deliver;
 pub mod notice;
 pub mod retry;

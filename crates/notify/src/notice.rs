@@ -5,40 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Why a message is sent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum NoticeKind {
-    /// A request now needs this channel's people (created, or its stage opened).
-    Created,
-    /// Someone decided and the request is still pending ("1 of 2 from sre").
-    Progress,
-    /// The request left `pending`: approved, rejected, expired, cancelled or revoked.
-    Decided,
-    /// Still pending, `expires_in_secs` before it expires.
-    Reminder {
-        /// Seconds left until the request expires, as scheduled.
-        expires_in_secs: i64,
-    },
-    /// Nobody acted for `after_secs`: announced to the escalation channels.
-    Escalated {
-        /// Seconds since the request was created.
-        after_secs: i64,
-    },
-}
-
-impl NoticeKind {
-    /// The short name (`created`, `progress`, `decided`, `reminder`, `escalated`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            NoticeKind::Created => "created",
-            NoticeKind::Progress => "progress",
-            NoticeKind::Decided => "decided",
-            NoticeKind::Reminder { .. } => "reminder",
-            NoticeKind::Escalated { .. } => "escalated",
-        }
-    }
-}
+pub use countersign_core::notice::NoticeKind;
 
 /// A person as a message names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
