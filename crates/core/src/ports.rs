@@ -512,6 +512,10 @@ pub trait NoticeStore: Send + Sync + std::fmt::Debug {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Puts a claimed notification back for `at` without counting an attempt (its channel's
+    /// pace had no slot for it now).
+    async fn defer_notice(&self, notice: &NoticeMessage, at: Timestamp) -> Result<(), StoreError>;
+
     /// Lists notifications, newest first, optionally by state, after a cursor id.
     async fn list_notices(
         &self,

@@ -344,6 +344,10 @@ pub(crate) const RECORD_NOTICE: &str = "UPDATE notifications SET state = $1, \
     next_attempt_at = COALESCE($2, next_attempt_at), last_error = COALESCE($3, last_error), \
     attempts = attempts + 1, updated_at = $4 WHERE id = $5 AND state = 'pending'";
 
+/// A pending notification (`$2`) put back for `$1`, no attempt counted.
+pub(crate) const DEFER_NOTICE: &str = "UPDATE notifications SET next_attempt_at = $1, \
+    updated_at = $1 WHERE id = $2 AND state = 'pending'";
+
 /// Whether notification `$1` exists.
 pub(crate) const NOTICE_EXISTS: &str = "SELECT COUNT(*) FROM notifications WHERE id = $1";
 

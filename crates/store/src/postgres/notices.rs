@@ -195,6 +195,17 @@ impl NoticeStore for PostgresStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn defer_notice(&self, notice: &NoticeMessage, at: Timestamp) -> Result<(), StoreError> {
+        sqlx::query(sql::DEFER_NOTICE)
+            .bind(at.timestamp_millis())
+            .bind(notice.id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("deferring a notification", e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_notices(
         &self,
         state: Option<NoticeState>,

@@ -195,6 +195,19 @@ impl NoticeStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn defer_notice(&self, notice: &NoticeMessage, at: Timestamp) -> Result<(), StoreError> {
+        let id = notice.id.clone();
+        self.writer
+            .write(move |batch| {
+                batch
+                    .execute(sql::DEFER_NOTICE, (at.timestamp_millis(), id))
+                    .map_err(|e| sqlite_backend("deferring a notification", e))?;
+                Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_notices(
         &self,
         state: Option<NoticeState>,
