@@ -11,6 +11,7 @@ mod audit;
 mod error;
 mod gates;
 mod health;
+mod notifications;
 mod requests;
 mod webhooks;
 
@@ -18,6 +19,9 @@ pub use audit::{Actor, AuditEvent, AuditPage, AuditQuery};
 pub use error::{ErrorBody, ErrorDetail};
 pub use gates::{Gate, GatePage, GateRule, GrantSettings, Param, ParamKind, Requirement};
 pub use health::{AuthConfig, AuthIssuer, DatabaseStatus, Health, IssuerStatus, Readiness};
+pub use notifications::{
+    ListNotificationsQuery, Notification, NotificationPage, NotificationRetry, NotificationState,
+};
 pub use requests::{
     Approval, ApprovalPath, Approver, CreateRequest, Decision, DecisionBody, GetRequestQuery,
     GrantToken, InboxChange, ListRequestsQuery, Principal, PrincipalKind, ReasonBody, Request,

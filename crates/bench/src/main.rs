@@ -18,6 +18,7 @@ mod http;
 mod load;
 mod report;
 mod s4;
+mod s6;
 mod scenarios;
 mod seed;
 
@@ -53,7 +54,7 @@ pub struct Options {
 }
 
 /// Every load scenario, in the order of `--only`.
-pub const SCENARIOS: [&str; 6] = ["S1", "S2", "S3", "S3p", "S4", "S5"];
+pub const SCENARIOS: [&str; 7] = ["S1", "S2", "S3", "S3p", "S4", "S5", "S6"];
 
 impl Options {
     /// Whether scenario `id` is to run.

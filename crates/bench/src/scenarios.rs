@@ -125,8 +125,8 @@ params.host = {{ type = "string", pattern = "^[a-z][a-z0-9-]{{1,40}}$", required
 }
 
 /// A server under test, on its own runtime, with its database directory (SQLite).
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     rt: Option<tokio::runtime::Runtime>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -142,6 +142,16 @@ impl Drop for Server {
 
 /// Starts countersign in-process on `database`, or on SQLite in a temp dir when `None`.
 async fn start_server(people: &str, database: Option<&str>) -> anyhow::Result<Server> {
+    start_server_with(database, |db| config(people, db, "127.0.0.1:0"), |_| {}).await
+}
+
+/// [`start_server`] with the configuration text `text` makes for the database URL, and each
+/// gate changed by `gate` after loading (S6 routes `deploy-prod` to its channels).
+pub(crate) async fn start_server_with(
+    database: Option<&str>,
+    text: impl FnOnce(&str) -> String,
+    gate: impl Fn(&mut countersign_core::Gate),
+) -> anyhow::Result<Server> {
     let (database, dir) = match database {
         Some(url) => (url.to_owned(), None),
         None => {
@@ -150,10 +160,20 @@ async fn start_server(people: &str, database: Option<&str>) -> anyhow::Result<Se
             (url, Some(dir))
         }
     };
-    let text = config(people, &database, "127.0.0.1:0");
-    let settings =
+    let text = text(&database);
+    let mut settings =
         countersign_config::load_str(&text, "bench.toml", &countersign_config::Env::empty())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let gates: Vec<countersign_core::Gate> = settings
+        .gates
+        .iter()
+        .map(|g| {
+            let mut g = (**g).clone();
+            gate(&mut g);
+            g
+        })
+        .collect();
+    settings.gates = countersign_core::GateSet::new(gates);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("server")
@@ -221,7 +241,7 @@ impl Api {
         Prototype::new(method, &format!("{}{path}", self.base))?.bearer(token)
     }
 
-    async fn create(&self, token: &str) -> (u16, anyhow::Result<Request>) {
+    pub(crate) async fn create(&self, token: &str) -> (u16, anyhow::Result<Request>) {
         let mut params = serde_json::Map::new();
         params.insert("service".into(), json!("api"));
         params.insert("version".into(), json!("1.4.2"));
@@ -295,7 +315,7 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Vec<Outcome>> {
     };
     let mut out = Vec::new();
     let mut s5_outcome = None;
-    if o.runs("S1") || o.runs("S2") || o.runs("S3") || o.runs("S5") {
+    if o.runs("S1") || o.runs("S2") || o.runs("S3") || o.runs("S5") || o.runs("S6") {
         let server = start_server(people.issuer(), None).await?;
         let api = Api::new(&server.base);
         if o.runs("S1") {
@@ -313,6 +333,17 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Vec<Outcome>> {
         if o.runs("S5") {
             s5_outcome = Some(s5(o, &api, &p).await?);
             eprintln!("S5 done");
+        }
+        if o.runs("S6") {
+            let s3 = out
+                .iter()
+                .find(|r: &&Outcome| r.id == "S3")
+                .map(|r| r.measured.throughput());
+            match crate::s6::run(o, &api, &p, people.issuer(), s3).await {
+                Ok(r) => out.push(r),
+                Err(e) => out.push(could_not_run("S6", &e)),
+            }
+            eprintln!("S6 done");
         }
     }
     // These two need more of the machine (a PostgreSQL cluster, a large file, a release
@@ -419,7 +450,7 @@ async fn s2(o: &Options, api: &Api, p: &People, issuer: &str) -> anyhow::Result<
 
 /// The S3 flow from `o.connections` workers: alice creates, bob (sre) and carol (security)
 /// approve, alice takes the token. Returns the flows and each step's latencies.
-async fn flow(o: &Options, api: &Api, p: &People) -> (Stats, BTreeMap<&'static str, Stats>) {
+pub(crate) async fn flow(o: &Options, api: &Api, p: &People) -> (Stats, BTreeMap<&'static str, Stats>) {
     let steps: Arc<std::sync::Mutex<BTreeMap<&'static str, Stats>>> = Arc::default();
     let measured = {
         let api = api.clone();

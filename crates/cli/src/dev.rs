@@ -74,6 +74,12 @@ kind = "workload"
 audiences = ["{AUDIENCE}"]
 actor_claim = "actor_sub"
 actor_issuer = "dev"
+
+# What would be sent to Slack, Teams and e-mail, shown at /dev/notifications.
+[notifications]
+[[notifications.channels]]
+name = "outbox-viewer"
+kind = "preview"
 "#
     );
     format!("{server}\n{}", countersign_config::DEMO_GATES)
@@ -117,6 +123,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         &Env::from_pairs([("COUNTERSIGN_SERVER__DATABASE".to_string(), database.clone())]),
     )
     .map_err(|e| anyhow::anyhow!("the sandbox configuration is invalid (a bug):\n{e}"))?;
+    let settings = with_outbox_viewer(settings);
     let base = format!("http://{host}:{port}");
     let people = DevIdpConfig::new(format!("{base}/dev-idp"), AUDIENCE)
         .with_web_redirect_uri(format!("{base}/auth/callback"))
@@ -135,6 +142,21 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let result = app.run_until(shutdown).await;
     drop(temp);
     result
+}
+
+/// Every demo gate announces its requests, progress and outcome to the outbox viewer, with a
+/// reminder 5 minutes before a request expires.
+fn with_outbox_viewer(mut settings: countersign_config::Settings) -> countersign_config::Settings {
+    let gates = settings.gates.iter().map(|gate| {
+        let mut gate = (**gate).clone();
+        gate.notify.channels = vec!["outbox-viewer".to_owned()];
+        if gate.pending_ttl > chrono::Duration::minutes(5) {
+            gate.notify.remind = vec![chrono::Duration::minutes(5)];
+        }
+        gate
+    });
+    settings.gates = countersign_core::GateSet::new(gates.collect::<Vec<_>>());
+    settings
 }
 
 async fn print_token(user: &str, server: &str) -> anyhow::Result<()> {
@@ -175,6 +197,7 @@ countersign sandbox is running at {base}   (loopback only; Ctrl-C stops it)
   database      {database}{temp}
   web UI        {base}/   (sign in as one demo person here, as another in a private window)
   API           {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json)
+  notifications {base}/dev/notifications   (what Slack, Teams and e-mail would receive)
   issuers       {base}/dev-idp  (people)   {base}/dev-ci  (the demo CI workload)
   gates         deploy-prod (SRE + security), db-session (one SRE, grant up to 4h),
                 deploy-staging (auto-approved for developers and CI)

@@ -110,6 +110,11 @@ enum Command {
         )]
         config: PathBuf,
     },
+    /// Work with notification channels.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Manage countersign's signing keys.
     Keys {
         #[command(subcommand)]
@@ -124,6 +129,27 @@ enum Command {
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NotifyCommand {
+    /// Send a sample message to a configured channel (Slack, Teams, e-mail, webhook), to check
+    /// its URL, token or mail server. The message says it is a test and links to nothing real.
+    Test {
+        /// The channel's name (`[[notifications.channels]]`).
+        channel: String,
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "COUNTERSIGN_CONFIG",
+            default_value = "countersign.toml"
+        )]
+        config: PathBuf,
+        /// For an e-mail channel whose `to` is only "eligible": where to send the sample.
+        #[arg(long, value_name = "ADDRESS")]
+        to: Vec<String>,
     },
 }
 
@@ -224,14 +250,27 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::CheckConfig { config } => match load(&config) {
             Ok(settings) => {
+                let channels = settings.notifications.channels.iter().count();
                 say(&format!(
-                    "{}: valid ({} issuers, {} gates)",
+                    "{}: valid ({} issuers, {} gates, {} notification channels)",
                     config.display(),
                     settings.issuers.len(),
-                    settings.gates.len()
+                    settings.gates.len(),
+                    channels
                 ));
                 ExitCode::SUCCESS
             }
+            Err(code) => code,
+        },
+        Command::Notify {
+            command:
+                NotifyCommand::Test {
+                    channel,
+                    config,
+                    to,
+                },
+        } => match load(&config) {
+            Ok(settings) => result(notify_test(&settings, &channel, &to).await),
             Err(code) => code,
         },
         Command::Migrate { config } => match load(&config) {
@@ -260,6 +299,52 @@ async fn run(cli: Cli) -> ExitCode {
             result(keys(settings, rotate, delay).await)
         }
     }
+}
+
+/// `countersign notify test CHANNEL`: one sample message, sent now, without the server.
+async fn notify_test(settings: &Settings, name: &str, to: &[String]) -> anyhow::Result<()> {
+    let channels = &settings.notifications.channels;
+    let Some(spec) = channels.get(name) else {
+        let known: Vec<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "no channel '{name}' in [[notifications.channels]] (configured: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let public_url = settings.server.public_url.as_str();
+    let notice = countersign_notify::channels::sample_notice(public_url);
+    let timeout = settings
+        .webhooks
+        .timeout
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(10));
+    let sender =
+        countersign_notify::channels::Sender::new(timeout).map_err(|e| anyhow::anyhow!(e))?;
+    let domain = settings
+        .server
+        .public_url
+        .host_str()
+        .unwrap_or("countersign.invalid");
+    let out = countersign_notify::channels::Outgoing {
+        notice: &notice,
+        thread: None,
+        recipients: to,
+        to_requester: false,
+        mail_domain: domain,
+    };
+    sender
+        .send(spec, out)
+        .await
+        .map_err(|e| anyhow::anyhow!("channel '{name}' ({}): {e}", spec.kind.as_str()))?;
+    say(&format!(
+        "sent a sample message to '{name}' ({})",
+        spec.kind.as_str()
+    ));
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {

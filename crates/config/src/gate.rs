@@ -539,7 +539,14 @@ fn rules(ctx: &mut Ctx, gate: &Fields<'_>, channels: &Channels) -> Option<Vec<Ru
             let origin = f.get("stage").map_or(f.origin, |n| &n.origin).clone();
             stages.push((stage, origin, f.key("stage")));
         }
-        match (name, approvers, min_approvals, stage, reject_threshold, notify) {
+        match (
+            name,
+            approvers,
+            min_approvals,
+            stage,
+            reject_threshold,
+            notify,
+        ) {
             (
                 Some(name),
                 Some(approvers),
@@ -660,13 +667,21 @@ fn gate_notify(
     let escalate_ok = match (f.get("escalate_after"), escalate_after, &escalate_to) {
         (Some(n), Some(after), Some(to)) => {
             if to.is_empty() {
-                ctx.report(&n.origin, &f.key("escalate_after"), "escalate_after needs escalate_to = [\"channel\", …]");
+                ctx.report(
+                    &n.origin,
+                    &f.key("escalate_after"),
+                    "escalate_after needs escalate_to = [\"channel\", …]",
+                );
                 false
             } else if after >= pending_ttl {
                 ctx.report(
                     &n.origin,
                     &f.key("escalate_after"),
-                    format!("{} is not before the request expires (pending_ttl {})", format_duration(after), format_duration(pending_ttl)),
+                    format!(
+                        "{} is not before the request expires (pending_ttl {})",
+                        format_duration(after),
+                        format_duration(pending_ttl)
+                    ),
                 );
                 false
             } else {
@@ -675,7 +690,11 @@ fn gate_notify(
         }
         (None, _, Some(to)) if !to.is_empty() => {
             if let Some(n) = f.get("escalate_to") {
-                ctx.report(&n.origin, &f.key("escalate_to"), "escalate_to needs escalate_after = \"15m\" (how long nobody acted)");
+                ctx.report(
+                    &n.origin,
+                    &f.key("escalate_to"),
+                    "escalate_to needs escalate_after = \"15m\" (how long nobody acted)",
+                );
             }
             false
         }

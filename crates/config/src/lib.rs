@@ -117,8 +117,31 @@ fn run(mut ctx: Ctx, text: &str, env: &Env, from_disk: bool) -> Result<Settings,
         let issuers = issuer::resolve_all(&mut ctx, &root);
         let resource_servers = resource_server::resolve_all(&mut ctx, &root);
         let notifications = notifications::resolve(&mut ctx, &root);
+        if let Some(server) = &server
+            && !server.listen.ip().is_loopback()
+            && let Some(c) = notifications
+                .channels
+                .iter()
+                .find(|c| matches!(c.kind, countersign_core::channel::ChannelKind::Preview))
+        {
+            ctx.report(
+                &Origin::File { file: 0, line: 1 },
+                "notifications.channels",
+                format!(
+                    "channel '{}' is a preview (the sandbox's outbox viewer): it is served only by a server that listens on a loopback address",
+                    c.name
+                ),
+            );
+        }
         let gates = gate::resolve_all(&mut ctx, &root, &notifications);
-        (server, webhooks, issuers, resource_servers, gates, notifications)
+        (
+            server,
+            webhooks,
+            issuers,
+            resource_servers,
+            gates,
+            notifications,
+        )
     });
     match resolved {
         Some((Some(server), webhooks, issuers, resource_servers, gates, notifications))

@@ -80,7 +80,10 @@ pub(crate) fn resolve(ctx: &mut Ctx, root: &Fields<'_>) -> NotificationSettings 
         .iter()
         .filter(|c| matches!(c.kind, ChannelKind::Email(_)))
         .collect();
-    let requester_channel = match (f.get("requester_channel"), f.string(ctx, "requester_channel")) {
+    let requester_channel = match (
+        f.get("requester_channel"),
+        f.string(ctx, "requester_channel"),
+    ) {
         (Some(n), Some(name)) => {
             if emails.iter().any(|c| c.name == name) {
                 Some(name.to_owned())
@@ -127,25 +130,51 @@ fn channel(ctx: &mut Ctx, node: &Node, path: String) -> Option<ChannelSpec> {
     };
     let kind = match f.get("kind") {
         None => {
-            f.missing(ctx, "kind", "missing: one of slack, teams, email, webhook or preview");
+            f.missing(
+                ctx,
+                "kind",
+                "missing: one of slack, teams, email, webhook or preview",
+            );
             None
         }
         Some(_) => f.choice(ctx, "kind", KINDS),
     }?;
     // Keys that belong to another kind would be ignored silently: say so instead.
     let own: &[&str] = match kind {
-        "slack" => &["webhook_url", "webhook_url_file", "bot_token", "bot_token_file", "channel", "api_url"],
+        "slack" => &[
+            "webhook_url",
+            "webhook_url_file",
+            "bot_token",
+            "bot_token_file",
+            "channel",
+            "api_url",
+        ],
         "teams" => &["webhook_url", "webhook_url_file"],
-        "email" => &["smtp_url", "smtp_username", "smtp_password", "smtp_password_file", "tls_ca_file", "from", "to"],
+        "email" => &[
+            "smtp_url",
+            "smtp_username",
+            "smtp_password",
+            "smtp_password_file",
+            "tls_ca_file",
+            "from",
+            "to",
+        ],
         "webhook" => &["url", "secret", "secret_file"],
         _ => &[],
     };
     let mut stray = false;
-    for key in CHANNEL_KEYS.iter().filter(|k| !["name", "kind", "max_per_second"].contains(k)) {
+    for key in CHANNEL_KEYS
+        .iter()
+        .filter(|k| !["name", "kind", "max_per_second"].contains(k))
+    {
         if !own.contains(key)
             && let Some(n) = f.get(key)
         {
-            ctx.report(&n.origin, &f.key(key), format!("{key} does not apply to a {kind} channel"));
+            ctx.report(
+                &n.origin,
+                &f.key(key),
+                format!("{key} does not apply to a {kind} channel"),
+            );
             stray = true;
         }
     }
@@ -159,7 +188,11 @@ fn channel(ctx: &mut Ctx, node: &Node, path: String) -> Option<ChannelSpec> {
     let kind = match kind {
         "slack" => slack(ctx, &f),
         "teams" => {
-            let url = webhook_url(ctx, &f, "missing: the Workflows webhook URL, as webhook_url_file = \"/run/secrets/…\"")?;
+            let url = webhook_url(
+                ctx,
+                &f,
+                "missing: the Workflows webhook URL, as webhook_url_file = \"/run/secrets/…\"",
+            )?;
             if url.expose().contains(".webhook.office.com") {
                 let n = f.get("webhook_url_file").or(f.get("webhook_url"));
                 if let Some(n) = n {
@@ -195,7 +228,10 @@ fn channel(ctx: &mut Ctx, node: &Node, path: String) -> Option<ChannelSpec> {
                         Some(s)
                     }
                 });
-            Some(ChannelKind::Webhook(WebhookChannelSpec { url: url?, secret: secret? }))
+            Some(ChannelKind::Webhook(WebhookChannelSpec {
+                url: url?,
+                secret: secret?,
+            }))
         }
         _ => Some(ChannelKind::Preview),
     };
@@ -210,7 +246,11 @@ fn channel(ctx: &mut Ctx, node: &Node, path: String) -> Option<ChannelSpec> {
 }
 
 /// A chat webhook URL (inline or from a file): a secret, never quoted.
-fn webhook_url(ctx: &mut Ctx, f: &Fields<'_>, missing: &str) -> Option<countersign_core::secret::Secret> {
+fn webhook_url(
+    ctx: &mut Ctx,
+    f: &Fields<'_>,
+    missing: &str,
+) -> Option<countersign_core::secret::Secret> {
     let (url, node, key) = f.required_secret(ctx, "webhook_url", "webhook_url_file", missing)?;
     match check_url(url.expose(), false, false) {
         Ok(_) => Some(url),
@@ -226,11 +266,20 @@ fn slack(ctx: &mut Ctx, f: &Fields<'_>) -> Option<ChannelKind> {
     if bot {
         if f.has("webhook_url") || f.has("webhook_url_file") {
             let n = f.get("webhook_url_file").or(f.get("webhook_url"))?;
-            ctx.report(&n.origin, &f.key("webhook_url"), "set either a webhook URL or a bot token, not both");
+            ctx.report(
+                &n.origin,
+                &f.key("webhook_url"),
+                "set either a webhook URL or a bot token, not both",
+            );
             return None;
         }
         let token = f
-            .required_secret(ctx, "bot_token", "bot_token_file", "missing: the bot token (xoxb-…)")
+            .required_secret(
+                ctx,
+                "bot_token",
+                "bot_token_file",
+                "missing: the bot token (xoxb-…)",
+            )
             .map(|(s, _, _)| s);
         let channel = match f.get("channel") {
             None => {
@@ -238,10 +287,15 @@ fn slack(ctx: &mut Ctx, f: &Fields<'_>) -> Option<ChannelKind> {
                 None
             }
             Some(n) => f.string(ctx, "channel").and_then(|c| {
-                if !c.is_empty() && c.len() <= 40 && c.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+                if !c.is_empty() && c.len() <= 40 && c.chars().all(|ch| ch.is_ascii_alphanumeric())
+                {
                     Some(c.to_owned())
                 } else {
-                    ctx.report(&n.origin, &f.key("channel"), "expected a channel ID such as C0123ABCD (not a #name)");
+                    ctx.report(
+                        &n.origin,
+                        &f.key("channel"),
+                        "expected a channel ID such as C0123ABCD (not a #name)",
+                    );
                     None
                 }
             }),
@@ -263,7 +317,11 @@ fn slack(ctx: &mut Ctx, f: &Fields<'_>) -> Option<ChannelKind> {
             api_url: api_url?,
         }));
     }
-    let url = webhook_url(ctx, f, "missing: an incoming webhook URL (webhook_url_file = \"/run/secrets/…\") or a bot token (bot_token_file and channel)")?;
+    let url = webhook_url(
+        ctx,
+        f,
+        "missing: an incoming webhook URL (webhook_url_file = \"/run/secrets/…\") or a bot token (bot_token_file and channel)",
+    )?;
     Some(ChannelKind::Slack(SlackSpec::Webhook { url }))
 }
 
@@ -290,9 +348,16 @@ fn email(ctx: &mut Ctx, f: &Fields<'_>) -> Option<EmailSpec> {
         Some(None)
     };
     if username.is_some() != matches!(password, Some(Some(_))) && password.is_some() {
-        let n = f.get("smtp_username").or(f.get("smtp_password_file")).or(f.get("smtp_password"));
+        let n = f
+            .get("smtp_username")
+            .or(f.get("smtp_password_file"))
+            .or(f.get("smtp_password"));
         if let Some(n) = n {
-            ctx.report(&n.origin, &f.key("smtp_username"), "set both smtp_username and smtp_password_file, or neither");
+            ctx.report(
+                &n.origin,
+                &f.key("smtp_username"),
+                "set both smtp_username and smtp_password_file, or neither",
+            );
         }
         return None;
     }
@@ -303,11 +368,19 @@ fn email(ctx: &mut Ctx, f: &Fields<'_>) -> Option<EmailSpec> {
             match std::fs::read_to_string(&path) {
                 Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Some(Some(text)),
                 Ok(_) => {
-                    ctx.report(&n.origin, &f.key("tls_ca_file"), format!("'{}' holds no PEM certificate", path.display()));
+                    ctx.report(
+                        &n.origin,
+                        &f.key("tls_ca_file"),
+                        format!("'{}' holds no PEM certificate", path.display()),
+                    );
                     None
                 }
                 Err(e) => {
-                    ctx.report(&n.origin, &f.key("tls_ca_file"), format!("cannot read '{}': {e}", path.display()));
+                    ctx.report(
+                        &n.origin,
+                        &f.key("tls_ca_file"),
+                        format!("cannot read '{}': {e}", path.display()),
+                    );
                     None
                 }
             }
@@ -341,14 +414,22 @@ fn email(ctx: &mut Ctx, f: &Fields<'_>) -> Option<EmailSpec> {
                     if address_of(&t).is_some() {
                         fixed.push(t);
                     } else {
-                        ctx.report(&n.origin, &f.key("to"), format!("'{t}' is neither an address nor \"eligible\""));
+                        ctx.report(
+                            &n.origin,
+                            &f.key("to"),
+                            format!("'{t}' is neither an address nor \"eligible\""),
+                        );
                         ok = false;
                     }
                 }
                 (ok.then_some(fixed), eligible)
             }
             Some(_) => {
-                ctx.report(&n.origin, &f.key("to"), "must list at least one address or \"eligible\"");
+                ctx.report(
+                    &n.origin,
+                    &f.key("to"),
+                    "must list at least one address or \"eligible\"",
+                );
                 (None, false)
             }
             None => (None, false),
@@ -374,7 +455,9 @@ fn email(ctx: &mut Ctx, f: &Fields<'_>) -> Option<EmailSpec> {
 pub(crate) fn smtp_url(text: &str) -> Result<(String, u16, SmtpSecurity), String> {
     let url = url::Url::parse(text).map_err(|e| format!("not a valid URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("put the credentials in smtp_username and smtp_password_file, not in the URL".into());
+        return Err(
+            "put the credentials in smtp_username and smtp_password_file, not in the URL".into(),
+        );
     }
     let host = url
         .host_str()
@@ -392,7 +475,9 @@ pub(crate) fn smtp_url(text: &str) -> Result<(String, u16, SmtpSecurity), String
         ("smtp", None | Some("required")) => SmtpSecurity::StartTls,
         ("smtp", Some("none")) => {
             let loopback = host == "localhost"
-                || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
             if !loopback {
                 return Err("mail without TLS is allowed only to a loopback address; use STARTTLS (smtp://) or implicit TLS (smtps://)".into());
             }
@@ -402,7 +487,9 @@ pub(crate) fn smtp_url(text: &str) -> Result<(String, u16, SmtpSecurity), String
             return Err("tls=opportunistic would fall back to plaintext; STARTTLS is required (leave tls out)".into());
         }
         ("smtp" | "smtps", Some(other)) => {
-            return Err(format!("unknown tls={other} (smtp:// requires STARTTLS; tls=none only to a loopback address)"));
+            return Err(format!(
+                "unknown tls={other} (smtp:// requires STARTTLS; tls=none only to a loopback address)"
+            ));
         }
         (other, _) => return Err(format!("'{other}' is not smtp or smtps")),
     };
@@ -445,7 +532,11 @@ pub(crate) fn check_refs(
             } else {
                 format!("configured: {}", known.join(", "))
             };
-            ctx.report(&node.origin, key, format!("unknown channel '{name}' ({known})"));
+            ctx.report(
+                &node.origin,
+                key,
+                format!("unknown channel '{name}' ({known})"),
+            );
             ok = false;
         }
     }

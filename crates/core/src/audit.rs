@@ -93,11 +93,13 @@ pub enum AuditAction {
     KeyRotated,
     /// An operator sent a failed webhook delivery again (`webhooks.retry`).
     WebhookRetry,
+    /// An operator sent a failed notification again (`notifications.retry`).
+    NotificationRetry,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 17] = [
+    pub const ALL: [AuditAction; 18] = [
         Self::RequestCreated,
         Self::RequestApproved,
         Self::RequestRejected,
@@ -115,6 +117,7 @@ impl AuditAction {
         Self::KeyCreated,
         Self::KeyRotated,
         Self::WebhookRetry,
+        Self::NotificationRetry,
     ];
 
     /// The name, as stored in the audit chain and sent in webhooks.
@@ -137,6 +140,7 @@ impl AuditAction {
             Self::KeyCreated => "key.created",
             Self::KeyRotated => "key.rotated",
             Self::WebhookRetry => "webhooks.retry",
+            Self::NotificationRetry => "notifications.retry",
         }
     }
 

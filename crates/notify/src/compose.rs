@@ -84,18 +84,23 @@ pub fn notice(
         expires_at: countersign_core::time::rfc3339(&request.expires_at),
         expires_at_unix: request.expires_at.timestamp(),
         digest: request.digest.to_string(),
-        url: format!("{}/requests/{}", public_url.trim_end_matches('/'), request.id),
+        url: format!(
+            "{}/requests/{}",
+            public_url.trim_end_matches('/'),
+            request.id
+        ),
         version: request.version,
     }
 }
 
 /// "1 of 2 from sre" about the latest decision's rule, else "1 of 3 approvals" overall.
-fn progress_line(kind: &NoticeKind, evaluation: &Evaluation, latest: Option<usize>) -> Option<String> {
+fn progress_line(
+    kind: &NoticeKind,
+    evaluation: &Evaluation,
+    latest: Option<usize>,
+) -> Option<String> {
     if let (NoticeKind::Progress, Some(i)) = (kind, latest)
-        && let Some(rule) = evaluation
-            .rules
-            .iter()
-            .find(|r| r.approvals.contains(&i))
+        && let Some(rule) = evaluation.rules.iter().find(|r| r.approvals.contains(&i))
     {
         return Some(format!(
             "{} of {} from {}",

@@ -51,6 +51,7 @@ pub struct Notifier {
     public_url: String,
     mail_domain: String,
     pace: Arc<Mutex<HashMap<String, tokio::time::Instant>>>,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// What to do with a claimed notification, decided before sending.
@@ -100,7 +101,15 @@ impl Notifier {
             public_url: public_url.trim_end_matches('/').to_owned(),
             mail_domain,
             pace: Arc::default(),
+            wake: Arc::default(),
         }
+    }
+
+    /// Starts the next pass now instead of at the end of the pause: the server calls it
+    /// after each committed change, so a notification leaves within moments of its commit.
+    /// (Other replicas find it on their next pass.)
+    pub fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// The sender (the dev sandbox reads its previews).
@@ -153,7 +162,10 @@ impl Notifier {
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "notification pass failed"),
                 }
-                tokio::time::sleep(every).await;
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = self.wake.notified() => {}
+                }
             }
         })
     }

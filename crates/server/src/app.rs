@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use countersign_config::Settings;
+use countersign_core::ports::ChangeListener as _;
 use countersign_core::{Clock, Engine};
 use countersign_identity::Verifier;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use countersign_notify::{Deliverer, RetryPolicy};
+use countersign_notify::{Deliverer, Notifier, RetryPolicy};
 use countersign_tokens::{Kek, KeyRing, SigningAlg};
 
 pub use crate::issuers::issuer_settings;
@@ -112,9 +113,6 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
         let changes = Changes::new();
         let gates = Arc::new(settings.gates.clone());
-        let engine = Engine::new(stores.store, options.clock.clone(), gates.clone())
-            .with_listener(Arc::new(changes.clone()))
-            .with_audit_readers(settings.server.audit_readers.clone());
         let w = &settings.webhooks;
         let policy = RetryPolicy {
             max_attempts: w.max_attempts,
@@ -122,6 +120,22 @@ impl Application {
             backoff_base: w.backoff_base.to_std().unwrap_or(Duration::from_secs(5)),
             backoff_max: w.backoff_max.to_std().unwrap_or(Duration::from_secs(3600)),
         };
+        let notifier = Notifier::new(
+            stores.notices.clone(),
+            stores.store.clone(),
+            gates.clone(),
+            Arc::new(settings.notifications.channels.clone()),
+            options.clock.clone(),
+            policy,
+            settings.server.public_url.as_str(),
+        );
+        let listener = Arc::new(Wakes {
+            changes: changes.clone(),
+            notifier: (!settings.notifications.channels.is_empty()).then(|| notifier.clone()),
+        });
+        let engine = Engine::new(stores.store, options.clock.clone(), gates.clone())
+            .with_listener(listener)
+            .with_audit_readers(settings.server.audit_readers.clone());
         let deliverer = Deliverer::new(stores.outbox.clone(), gates, options.clock.clone(), policy);
         let listener = match options.listener {
             Some(l) => l,
@@ -137,6 +151,9 @@ impl Application {
             changes,
             settings: Arc::new(settings),
             sessions,
+            directory: crate::directory::Directory::new(stores.notices.clone()),
+            notices: stores.notices,
+            notifier,
         });
         let mut router = crate::router::router(state.clone());
         if let Some(extra) = options.extra_routes {
@@ -164,6 +181,11 @@ impl Application {
         &self.state
     }
 
+    /// The notification worker (tests drive it with `run_once`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.state.notifier
+    }
+
     /// The webhook worker (tests drive it with `run_once`).
     pub fn deliverer(&self) -> &Deliverer {
         &self.deliverer
@@ -180,6 +202,9 @@ impl Application {
         let worker = self
             .deliver_every
             .map(|every| self.deliverer.clone().spawn(every));
+        let notifier = self
+            .deliver_every
+            .map(|every| self.state.notifier.clone().spawn(every));
         // Discover issuers in the background: an issuer served by this very process (the dev
         // sandbox) answers only once serving has started.
         let warm = self.state.clone();
@@ -191,7 +216,7 @@ impl Application {
         )
         .with_graceful_shutdown(shutdown)
         .await;
-        for task in [sweeper, worker].into_iter().flatten() {
+        for task in [sweeper, worker, notifier].into_iter().flatten() {
             task.abort();
         }
         result.context("server failed")
@@ -201,6 +226,22 @@ impl Application {
     pub fn spawn(self) -> (SocketAddr, JoinHandle<anyhow::Result<()>>) {
         let addr = self.local_addr();
         (addr, tokio::spawn(self.run_until(std::future::pending())))
+    }
+}
+
+/// After each committed change: wakes long polls and event streams, and the notification
+/// worker (when channels are configured), so a notification leaves within moments.
+struct Wakes {
+    changes: Changes,
+    notifier: Option<Notifier>,
+}
+
+impl countersign_core::ports::ChangeListener for Wakes {
+    fn request_changed(&self, id: &countersign_core::RequestId, version: i64) {
+        self.changes.request_changed(id, version);
+        if let Some(n) = &self.notifier {
+            n.wake();
+        }
     }
 }
 

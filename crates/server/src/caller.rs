@@ -69,8 +69,12 @@ impl FromRequestParts<AppState> for Caller {
                 "the authorization header must be 'Bearer <token>'",
             ));
         };
-        match state.verifier.verify(token, state.engine.now()).await {
-            Ok(principal) => Ok(Caller(principal)),
+        let now = state.engine.now();
+        match state.verifier.verify(token, now).await {
+            Ok(principal) => {
+                state.directory.seen(&principal, now);
+                Ok(Caller(principal))
+            }
             Err(e) => {
                 tracing::info!(reason = e.reason(), "bearer token refused");
                 audit(e.reason(), None).await;

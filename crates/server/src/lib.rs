@@ -13,6 +13,7 @@ pub mod app;
 mod caller;
 pub mod changes;
 pub mod clock;
+mod directory;
 mod error;
 mod issuers;
 mod router;

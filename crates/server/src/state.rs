@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use countersign_config::Settings;
+use countersign_core::ports::NoticeStore;
 use countersign_core::{Engine, OutboxStore};
 use countersign_identity::Verifier;
+use countersign_notify::Notifier;
 use countersign_tokens::KeyRing;
 
 use crate::changes::Changes;
+use crate::directory::Directory;
 use crate::session::Sessions;
 
 /// [`Shared`], behind one reference count. Every request takes a copy, which costs one
@@ -48,6 +51,12 @@ pub struct Shared {
     pub settings: Arc<Settings>,
     /// Browser sign-in and sessions (the pages, and API reads from a signed-in browser).
     pub sessions: Sessions,
+    /// The notification outbox and the directory of people.
+    pub notices: Arc<dyn NoticeStore>,
+    /// Records verified callers in the directory.
+    pub(crate) directory: Directory,
+    /// The notification worker (the sandbox's `/dev/notifications` reads its previews).
+    pub notifier: Notifier,
 }
 
 impl Shared {

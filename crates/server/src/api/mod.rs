@@ -13,6 +13,7 @@ mod events;
 mod extract;
 mod gates;
 mod health;
+mod notifications;
 mod oauth;
 mod requests;
 mod views;
@@ -49,6 +50,7 @@ pub(crate) const MAX_BODY: usize = 64 * 1024;
         (name = "gates", description = "The configured gates."),
         (name = "audit", description = "The hash-chained audit log."),
         (name = "webhooks", description = "Webhook delivery, for operators."),
+        (name = "notifications", description = "Slack, Teams and e-mail notifications, for operators."),
         (name = "health", description = "Liveness and readiness, outside `/api/v1`."),
         (name = "meta", description = "How to sign in, and this document."),
     ),
@@ -93,6 +95,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(events::inbox_events))
         .routes(routes!(deliveries::list))
         .routes(routes!(deliveries::retry))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::retry))
         .routes(routes!(audit::list))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))

@@ -269,6 +269,9 @@ async fn finish(state: &AppState, headers: &HeaderMap, query: String) -> Result<
         .await
         .map_err(|e| refuse(e.reason(), Some(issuer), e.message().to_owned()))?;
     let principal = signed_in.principal.clone();
+    state
+        .directory
+        .seen(&std::sync::Arc::new(principal.clone()), state.engine.now());
     let sid = signed_in.sid.clone();
     let cookie = state
         .sessions

@@ -42,6 +42,12 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 /// The web UI's routes; the server's router merges them (its layers add nosniff,
 /// `Referrer-Policy: no-referrer` and `Cache-Control: no-store` where a handler set none).
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
+    let previews = state
+        .settings
+        .notifications
+        .channels
+        .iter()
+        .any(|c| matches!(c.kind, countersign_core::channel::ChannelKind::Preview));
     let mut router = Router::new()
         .route("/", get(pages::inbox))
         .route("/requests", get(pages::mine))
@@ -57,7 +63,11 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/logout", get(login::logout_page).post(login::logout))
         .route("/auth/backchannel-logout", post(login::backchannel_logout))
         .route("/static/app.css", get(assets::stylesheet))
-        .route("/static/live.js", get(assets::script))
+        .route("/static/live.js", get(assets::script));
+    if previews {
+        router = router.route("/dev/notifications", get(pages::dev_notifications));
+    }
+    let mut router = router
         .layer(header_layer(header::CONTENT_SECURITY_POLICY, PAGE_CSP))
         .layer(header_layer(
             HeaderName::from_static("cross-origin-opener-policy"),

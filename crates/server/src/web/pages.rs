@@ -22,7 +22,8 @@ use super::format::{absolute, ago, left, urgency, who, who_detail, with_query};
 use super::login::{param, params};
 use super::return_to::local_path;
 use super::templates::{
-    AuditPage, EventView, InboxPage, Layout, ListItem, Live, MinePage, UserView, render,
+    AuditPage, DevNotificationsPage, EventView, InboxPage, Layout, ListItem, Live, MinePage,
+    PreviewView, UserView, render,
 };
 use crate::session::{Session, Use};
 use crate::state::AppState;
@@ -284,5 +285,38 @@ pub(super) async fn audit(
         id: id.to_string(),
         gate: request.gate.clone(),
         events,
+    }))
+}
+
+/// `/dev/notifications`: the sandbox's outbox viewer (mounted only when a `preview` channel is
+/// configured, which only a loopback server may have): what every channel kind would send.
+pub(super) async fn dev_notifications(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, WebError> {
+    let session = session_or_return!(state, headers, uri);
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    let previews = state
+        .notifier
+        .sender()
+        .map(|s| s.previews())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| PreviewView {
+            slack: pretty(&p.slack),
+            teams: pretty(&p.teams),
+            channel: p.channel,
+            request_id: p.request_id,
+            kind: p.kind,
+            version: p.at_version,
+            email_subject: p.email_subject,
+            email_text: p.email_text,
+            email_html: p.email_html,
+        })
+        .collect();
+    Ok(render(&DevNotificationsPage {
+        layout: layout(&session, "Notifications", "", None),
+        previews,
     }))
 }

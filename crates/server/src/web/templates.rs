@@ -265,3 +265,25 @@ pub(super) struct GateFormPage {
     pub duration_hint: String,
     pub error: String,
 }
+
+/// The sandbox's outbox viewer: what notifications would be sent.
+#[derive(Template, Debug)]
+#[template(path = "dev_notifications.html")]
+pub(super) struct DevNotificationsPage {
+    pub layout: Layout,
+    pub previews: Vec<PreviewView>,
+}
+
+/// One previewed notification, its payloads pretty-printed.
+#[derive(Debug)]
+pub(super) struct PreviewView {
+    pub channel: String,
+    pub request_id: String,
+    pub kind: String,
+    pub version: i64,
+    pub slack: String,
+    pub teams: String,
+    pub email_subject: String,
+    pub email_text: String,
+    pub email_html: String,
+}
