@@ -131,6 +131,13 @@ impl Transition {
     pub fn testing_mut(&mut self) -> &mut TransitionParts {
         &mut self.parts
     }
+
+    /// The same transition with these notifications: for tests of a store only.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_notices(mut self, notices: Vec<NoticeMessage>) -> Self {
+        self.notices = notices;
+        self
+    }
 }
 
 impl Transition {

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use countersign_core::audit::{Actor, NewAuditEvent};
 use countersign_core::grant::{GrantRecord, OutboxMessage, SigningKeyRecord};
+use countersign_core::notice::{NoticeKind, NoticeMessage};
 use countersign_core::ports::{LoginTransaction, Transition, TransitionParts, WebSession};
 use countersign_core::request::{ApprovalPath, Decision, Request, State, Verdict};
 use countersign_core::secret::Secret;
@@ -189,6 +190,21 @@ pub fn message(ms: i64, request: &Request, event: &str) -> OutboxMessage {
                 "nested": {"z": 1, "a": [true, false, null], "": {}},
             },
         }),
+        created_at: at(ms),
+    }
+}
+
+/// A notification about `request` for `channel`, written and due at `at(ms)`. Ids follow
+/// generation order.
+pub fn notice(ms: i64, request: &Request, channel: &str, kind: NoticeKind) -> NoticeMessage {
+    let id = RequestId::generate(at(ms)).to_string();
+    NoticeMessage {
+        id: format!("ntf_{}", id.trim_start_matches("req_")),
+        request_id: request.id,
+        channel: channel.to_string(),
+        kind,
+        to_requester: false,
+        due_at: at(ms),
         created_at: at(ms),
     }
 }

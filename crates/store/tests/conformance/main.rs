@@ -1,20 +1,22 @@
 //! The storage conformance suite: every case is written once, in the file of its port
-//! (`requests`, `listing`, `audit`, `grants`, `outbox`, `sessions`, `schema`), and run against
-//! SQLite (a temporary file) and PostgreSQL (a fresh database per test, from the testkit's
-//! throwaway cluster). A backend is conformant when every case passes on it.
+//! (`requests`, `listing`, `audit`, `grants`, `outbox`, `notices`, `sessions`, `schema`), and
+//! run against SQLite (a temporary file) and PostgreSQL (a fresh database per test, from the
+//! testkit's throwaway cluster). A backend is conformant when every case passes on it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use countersign_core::ports::NoticeStore;
 use countersign_core::{KeyStore, OutboxStore, SessionStore, Store};
 use countersign_store::{PostgresStore, SqliteStore};
 
-/// One backend under test: the four ports (one store value), plus direct SQL access for the
+/// One backend under test: the five ports (one store value), plus direct SQL access for the
 /// tamper cases.
 struct Db {
     store: Arc<dyn Store>,
     keys: Arc<dyn KeyStore>,
     outbox: Arc<dyn OutboxStore>,
+    notices: Arc<dyn NoticeStore>,
     sessions: Arc<dyn SessionStore>,
     raw: Raw,
     url: String,
@@ -78,6 +80,7 @@ async fn sqlite() -> Db {
         store: store.clone(),
         keys: store.clone(),
         outbox: store.clone(),
+        notices: store.clone(),
         sessions: store,
         url,
         _dir: Some(dir),
@@ -102,6 +105,7 @@ async fn postgres() -> Db {
         store: store.clone(),
         keys: store.clone(),
         outbox: store.clone(),
+        notices: store.clone(),
         sessions: store,
         url,
         _dir: None,
@@ -168,6 +172,16 @@ conformance!(
     list_deliveries_by_state_with_cursor,
     retry_delivery_only_for_failed,
     concurrent_claimers_never_share_a_row,
+    notices_commit_with_their_change,
+    claim_takes_a_thread_in_order_one_at_a_time,
+    threads_and_requests_are_independent,
+    a_future_reminder_holds_back_nothing_due_before_it,
+    record_notice_outcomes,
+    defer_notice_counts_no_attempt,
+    retry_notice_only_for_failed,
+    list_notices_by_state_with_cursor,
+    people_are_seen_and_listed_by_recency,
+    concurrent_notice_claimers_never_share_a_row,
     chain_verifies_after_grants_keys_and_outbox,
     login_round_trip_and_single_use,
     ten_concurrent_login_takers_one_winner,
@@ -187,6 +201,7 @@ mod fixtures;
 mod grants;
 mod helpers;
 mod listing;
+mod notices;
 mod outbox;
 mod requests;
 mod schema;
@@ -197,6 +212,7 @@ mod cases {
     pub(crate) use super::audit::*;
     pub(crate) use super::grants::*;
     pub(crate) use super::listing::*;
+    pub(crate) use super::notices::*;
     pub(crate) use super::outbox::*;
     pub(crate) use super::requests::*;
     pub(crate) use super::schema::*;
@@ -223,11 +239,12 @@ async fn open_picks_the_backend_from_the_url() {
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
 
-/// The four ports from `open_stores` share one pool: with a private in-memory database (one
+/// The five ports from `open_stores` share one pool: with a private in-memory database (one
 /// database per pool), what one port writes the others see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_stores_shares_one_database() {
     use countersign_core::grant::DeliveryState;
+    use countersign_core::notice::NoticeKind;
     use fixtures::*;
 
     let stores = countersign_store::open_stores("sqlite::memory:")
@@ -235,11 +252,19 @@ async fn open_stores_shares_one_database() {
         .expect("memory");
     let req = request(0, "deploy-prod", &person("okta", "alice"));
     let messages = [message(0, &req, "request.created")];
+    let notices = [notice(0, &req, "slack-sre", NoticeKind::Created)];
     stores
         .store
-        .insert_request(&req, &created(&req), &messages, &[])
+        .insert_request(&req, &created(&req), &messages, &notices)
         .await
         .expect("insert");
+    let queued = stores
+        .notices
+        .list_notices(None, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].message, notices[0]);
     let listed = stores
         .outbox
         .list_deliveries(Some(DeliveryState::Pending), None, 10)
