@@ -456,3 +456,117 @@ proptest! {
         prop_assert_eq!(count(&a), count(&b));
     }
 }
+
+// ---- notification routing (crate::notice) ----
+
+fn notifying() -> Gate {
+    let mut lead = rule("lead", "sre", 1, 1);
+    lead.notify = vec!["sre-slack".into()];
+    let mut board = rule("board", "security", 2, 2);
+    board.notify = vec!["board-mail".into()];
+    let mut g = gate(vec![lead, board]);
+    g.notify.channels = vec!["all-teams".into()];
+    g.notify.remind = vec![chrono::Duration::minutes(30), chrono::Duration::minutes(5)];
+    g.notify.escalate_after = Some(chrono::Duration::minutes(15));
+    g.notify.escalate_to = vec!["oncall".into()];
+    g.notify.notify_requester = true;
+    g.notify.requester_channel = Some("board-mail".into());
+    g
+}
+
+fn routed(messages: &[crate::notice::NoticeMessage]) -> Vec<(String, &'static str, bool, i64)> {
+    let mut out: Vec<_> = messages
+        .iter()
+        .map(|m| {
+            (
+                m.channel.clone(),
+                m.kind.as_str(),
+                m.to_requester,
+                (m.due_at - t0()).num_minutes(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_new_request_is_announced_to_the_open_stage_and_scheduled() {
+    use crate::notice::on_create;
+    let g = notifying();
+    let r = request(&person("alice", &["dev"]));
+    let e = evaluate(&g.rules, &r.decisions);
+    let got = routed(&on_create(&g, &r, &e, t0()));
+    let s = |c: &str, k, m| (c.to_owned(), k, false, m);
+    assert_eq!(
+        got,
+        vec![
+            s("all-teams", "created", 0),
+            s("all-teams", "reminder", 30),
+            s("all-teams", "reminder", 55),
+            s("board-mail", "reminder", 30),
+            s("board-mail", "reminder", 55),
+            s("oncall", "escalated", 15),
+            s("sre-slack", "created", 0),
+            s("sre-slack", "reminder", 30),
+            s("sre-slack", "reminder", 55),
+        ],
+        "stage 2's channel hears nothing until stage 2 opens; reminders to every channel that may still hear then"
+    );
+    let mut approved = r.clone();
+    approved.state = State::Approved;
+    assert!(on_create(&g, &approved, &e, t0()).is_empty(), "an auto-approved request announces nothing");
+}
+
+#[test]
+fn a_stage_opening_announces_to_its_channels_and_the_outcome_goes_everywhere() {
+    use crate::notice::{hearing, on_change};
+    let g = notifying();
+    let alice = person("alice", &["dev"]);
+    let r0 = request(&alice);
+    let e0 = evaluate(&g.rules, &r0.decisions);
+    let r1 = act(&g, &r0, &person("bob", &["sre"]), Verdict::Approve).unwrap();
+    let e1 = evaluate(&g.rules, &r1.decisions);
+    let got = routed(&on_change(&g, &e0, &r1, &e1, false, t0()));
+    let s = |c: &str, k| (c.to_owned(), k, false, 0);
+    assert_eq!(
+        got,
+        vec![s("all-teams", "progress"), s("board-mail", "created"), s("sre-slack", "progress")],
+        "the lead's channel hears its rule is met; the board's channel hears once stage 2 opens"
+    );
+    assert_eq!(
+        hearing(&g, &e1).into_iter().collect::<Vec<_>>(),
+        vec!["all-teams", "board-mail"],
+        "a met rule's channel stops hearing (reminders skip it)"
+    );
+    let r2 = act(&g, &r1, &person("carol", &["security"]), Verdict::Approve).unwrap();
+    let e2 = evaluate(&g.rules, &r2.decisions);
+    let r3 = act(&g, &r2, &person("dave", &["security"]), Verdict::Approve).unwrap();
+    assert_eq!(r3.state, State::Approved);
+    let e3 = evaluate(&g.rules, &r3.decisions);
+    let got = routed(&on_change(&g, &e2, &r3, &e3, false, t0()));
+    assert_eq!(
+        got,
+        vec![
+            s("all-teams", "decided"),
+            s("board-mail", "decided"),
+            ("board-mail".to_owned(), "decided", true, 0),
+            s("sre-slack", "decided"),
+        ],
+        "the outcome goes wherever the request was announced, and to the requester"
+    );
+}
+
+#[test]
+fn a_requester_who_cancels_is_not_told_and_quiet_gates_cost_nothing() {
+    use crate::notice::on_change;
+    let g = notifying();
+    let r0 = request(&person("alice", &["dev"]));
+    let e0 = evaluate(&g.rules, &r0.decisions);
+    let mut cancelled = r0.clone();
+    cancelled.state = State::Cancelled;
+    let got = routed(&on_change(&g, &e0, &cancelled, &e0, true, t0()));
+    assert!(got.iter().all(|(_, k, to_requester, _)| *k == "decided" && !to_requester), "{got:?}");
+    assert!(!two_teams().notifies());
+    assert!(g.notifies());
+}
