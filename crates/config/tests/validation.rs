@@ -492,7 +492,7 @@ params.p = { type = "string", requird = true }
         &ps,
         "titel",
         1,
-        "unknown key 'titel' (expected one of: server, webhooks, issuers, resource_servers, gates)",
+        "unknown key 'titel' (expected one of: server, webhooks, notifications, issuers, resource_servers, gates)",
     );
     expect(
         &ps,

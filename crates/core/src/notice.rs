@@ -266,9 +266,9 @@ pub fn hearing<'g>(gate: &'g Gate, evaluation: &Evaluation) -> BTreeSet<&'g str>
     out
 }
 
-/// The rules whose channels include `channel` and that are open and unmet, or every open
-/// unmet rule when the channel belongs to the gate (or to its escalation): whose eligible
-/// people an e-mail channel with `to = ["eligible"]` writes to.
+/// Whose eligible people an e-mail channel with `to = ["eligible"]` writes to: every open,
+/// unmet rule when the channel belongs to the gate (or to its escalation), else the open,
+/// unmet rules that name it (none once its rules are met: then only its fixed addresses).
 pub fn rules_for_channel<'g>(
     gate: &'g Gate,
     evaluation: &Evaluation,

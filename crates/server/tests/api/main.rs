@@ -8,6 +8,7 @@
 )]
 
 mod grants;
+mod notifications;
 mod helpers;
 mod openapi;
 mod scenarios;
