@@ -12,7 +12,10 @@
 //! - [`retry`]: the retry policy and the backoff schedule.
 //! - [`client`]: the HTTP client (no redirects, bounded time).
 //! - [`deliver`]: the [`Deliverer`] worker.
+//! - [`notice`]: what a notification says, before a channel renders it.
+//! - [`channels`]: rendering a notice for Slack, Teams, e-mail or a webhook, and sending it.
 
+pub mod channels;
 pub mod client;
 pub mod deliver;
 pub mod notice;
