@@ -165,7 +165,7 @@ def main() -> None:
             and auth_data.login.decode("utf-8", "replace") == args.user
             and auth_data.password.decode("utf-8", "replace") == args.password
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     handler = Handler(args.dir)
     port = free_port()
