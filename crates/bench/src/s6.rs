@@ -40,7 +40,10 @@ impl Received {
     }
 
     fn total(&self) -> usize {
-        self.0.lock().map(|s| s.values().map(Vec::len).sum()).unwrap_or(0)
+        self.0
+            .lock()
+            .map(|s| s.values().map(Vec::len).sum())
+            .unwrap_or(0)
     }
 
     fn of(&self, id: &str) -> Vec<Instant> {
@@ -150,7 +153,10 @@ pub async fn run(
     let deadline = Instant::now() + Duration::from_secs(120);
     while received.total() < expected {
         if Instant::now() > deadline {
-            bail!("only {} of {expected} deliveries arrived within 120 s", received.total());
+            bail!(
+                "only {} of {expected} deliveries arrived within 120 s",
+                received.total()
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -195,7 +201,11 @@ pub async fn run(
         Some(f) => f,
         None => flow(o, api_without, p).await.0.throughput(),
     };
-    let ratio = if without > 0.0 { with.throughput() / without } else { 0.0 };
+    let ratio = if without > 0.0 {
+        with.throughput() / without
+    } else {
+        0.0
+    };
     let (p50, p99) = (lag.pct_ms(0.50), lag.pct_ms(0.99));
     let met = deliveries.throughput() >= 500.0 && p99 <= 250.0 && ratio >= 0.9;
     let mut outcome = Outcome::new(
@@ -203,7 +213,8 @@ pub async fn run(
         "notifications: requests announced on 3 channels (Slack bot, Teams, webhook) to loopback receivers",
         deliveries,
     );
-    outcome.target = ">= 500 deliveries/s; idle lag p99 <= 250 ms; S3 with notifications >= 0.9 x S3";
+    outcome.target =
+        ">= 500 deliveries/s; idle lag p99 <= 250 ms; S3 with notifications >= 0.9 x S3";
     outcome.met = Some(met);
     outcome.headline = Some(format!(
         "{:.0} deliveries/s; idle lag p50 {p50:.1} ms, p99 {p99:.1} ms; S3 x{ratio:.2}",
@@ -215,7 +226,10 @@ pub async fn run(
         ("idle_lag_p50_ms", Value::from(p50)),
         ("idle_lag_p99_ms", Value::from(p99)),
         ("idle_probes", Value::from(probes)),
-        ("s3_with_notifications_flows_per_s", Value::from(with.throughput())),
+        (
+            "s3_with_notifications_flows_per_s",
+            Value::from(with.throughput()),
+        ),
         ("s3_without_flows_per_s", Value::from(without)),
         ("s3_ratio", Value::from(ratio)),
     ];

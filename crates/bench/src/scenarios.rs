@@ -450,7 +450,11 @@ async fn s2(o: &Options, api: &Api, p: &People, issuer: &str) -> anyhow::Result<
 
 /// The S3 flow from `o.connections` workers: alice creates, bob (sre) and carol (security)
 /// approve, alice takes the token. Returns the flows and each step's latencies.
-pub(crate) async fn flow(o: &Options, api: &Api, p: &People) -> (Stats, BTreeMap<&'static str, Stats>) {
+pub(crate) async fn flow(
+    o: &Options,
+    api: &Api,
+    p: &People,
+) -> (Stats, BTreeMap<&'static str, Stats>) {
     let steps: Arc<std::sync::Mutex<BTreeMap<&'static str, Stats>>> = Arc::default();
     let measured = {
         let api = api.clone();

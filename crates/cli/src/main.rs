@@ -316,14 +316,16 @@ async fn notify_test(settings: &Settings, name: &str, to: &[String]) -> anyhow::
         );
     };
     let public_url = settings.server.public_url.as_str();
-    let notice = countersign_notify::channels::sample_notice(public_url);
+    let clock: std::sync::Arc<dyn countersign_core::Clock> =
+        std::sync::Arc::new(countersign_server::SystemClock);
+    let notice = countersign_notify::channels::sample_notice(public_url, clock.now());
     let timeout = settings
         .webhooks
         .timeout
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(10));
-    let sender =
-        countersign_notify::channels::Sender::new(timeout).map_err(|e| anyhow::anyhow!(e))?;
+    let sender = countersign_notify::channels::Sender::new(timeout, clock)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let domain = settings
         .server
         .public_url

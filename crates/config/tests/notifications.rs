@@ -1,6 +1,11 @@
 //! `[notifications]` channels and the gates' and rules' routing keys: what loads, and every
 //! problem named by line and key. Secrets are never quoted back.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "test scaffolding: a panic is the failure report"
+)]
+
 mod common;
 
 use common::{BASE, errors, expect, list, load};
@@ -15,9 +20,17 @@ fn secret_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
 #[test]
 fn channels_and_routing_load() {
     let dir = tempfile::tempdir().unwrap();
-    let hook = secret_file(&dir, "hook", "https://hooks.slack.com/services/T0/B0/sEcReTsEcReT\n");
+    let hook = secret_file(
+        &dir,
+        "hook",
+        "https://hooks.slack.com/services/T0/B0/sEcReTsEcReT\n",
+    );
     let bot = secret_file(&dir, "bot", "xoxb-1-2-abc");
-    let teams = secret_file(&dir, "teams", "https://prod-01.westeurope.logic.azure.com/workflows/x?sig=sEcReT");
+    let teams = secret_file(
+        &dir,
+        "teams",
+        "https://prod-01.westeurope.logic.azure.com/workflows/x?sig=sEcReT",
+    );
     let smtp = secret_file(&dir, "smtp", "hunter2");
     let text = format!(
         r#"{BASE}[notifications]
@@ -89,7 +102,10 @@ escalate_to = ["sre-bot"]
         other => panic!("{other:?}"),
     }
     // The only e-mail channel carries the requester's outcome mail.
-    assert_eq!(s.notifications.requester_channel.as_deref(), Some("sre-mail"));
+    assert_eq!(
+        s.notifications.requester_channel.as_deref(),
+        Some("sre-mail")
+    );
     let gate = s.gates.get("deploy").unwrap();
     assert_eq!(gate.notify.channels, vec!["sre-teams".to_owned()]);
     assert_eq!(gate.notify.requester_channel.as_deref(), Some("sre-mail"));
@@ -98,15 +114,25 @@ escalate_to = ["sre-bot"]
         vec![chrono::Duration::minutes(30), chrono::Duration::minutes(5)],
         "latest first"
     );
-    assert_eq!(gate.notify.escalate_after, Some(chrono::Duration::minutes(15)));
-    assert_eq!(gate.rules[0].notify, vec!["sre-slack".to_owned(), "sre-mail".to_owned()]);
+    assert_eq!(
+        gate.notify.escalate_after,
+        Some(chrono::Duration::minutes(15))
+    );
+    assert_eq!(
+        gate.rules[0].notify,
+        vec!["sre-slack".to_owned(), "sre-mail".to_owned()]
+    );
     assert!(gate.notifies());
 }
 
 #[test]
 fn channel_problems_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let office = secret_file(&dir, "office", "https://acme.webhook.office.com/webhookb2/sEcReTofficE");
+    let office = secret_file(
+        &dir,
+        "office",
+        "https://acme.webhook.office.com/webhookb2/sEcReTofficE",
+    );
     let text = format!(
         r#"{BASE}[notifications]
 [[notifications.channels]]
@@ -137,11 +163,36 @@ kind = "preview"
 "#
     );
     let ps = errors(&text);
-    expect(&ps, "notifications.channels[bot].channel", 10, "a bot posts to one channel");
-    expect(&ps, "notifications.channels[legacy].webhook_url_file", 18, "connectors are retired");
-    expect(&ps, "notifications.channels[mail].smtp_url", 23, "only to a loopback address");
-    expect(&ps, "notifications.channels[mail].from", 24, "is not an address");
-    expect(&ps, "notifications.channels[missing].webhook_url_file", 30, "cannot read");
+    expect(
+        &ps,
+        "notifications.channels[bot].channel",
+        10,
+        "a bot posts to one channel",
+    );
+    expect(
+        &ps,
+        "notifications.channels[legacy].webhook_url_file",
+        18,
+        "connectors are retired",
+    );
+    expect(
+        &ps,
+        "notifications.channels[mail].smtp_url",
+        23,
+        "only to a loopback address",
+    );
+    expect(
+        &ps,
+        "notifications.channels[mail].from",
+        24,
+        "is not an address",
+    );
+    expect(
+        &ps,
+        "notifications.channels[missing].webhook_url_file",
+        30,
+        "cannot read",
+    );
     assert_eq!(ps.len(), 5, "{}", list(&ps));
     let all = list(&ps);
     assert!(!all.contains("sEcReT"), "a secret was quoted: {all}");
@@ -172,12 +223,30 @@ escalate_to = ["viewer-hook"]
 "#
     );
     let ps = errors(&text);
-    expect(&ps, "gates[deploy].notify", 20, "unknown channel 'nope' (configured: viewer-hook)");
-    expect(&ps, "gates[deploy].notify_requester", 21, "configure an e-mail channel");
-    let remind: Vec<_> = ps.iter().filter(|p| p.key == "gates[deploy].remind").collect();
+    expect(
+        &ps,
+        "gates[deploy].notify",
+        20,
+        "unknown channel 'nope' (configured: viewer-hook)",
+    );
+    expect(
+        &ps,
+        "gates[deploy].notify_requester",
+        21,
+        "configure an e-mail channel",
+    );
+    let remind: Vec<_> = ps
+        .iter()
+        .filter(|p| p.key == "gates[deploy].remind")
+        .collect();
     assert_eq!(remind.len(), 2, "{}", list(&ps));
     expect(&ps, "gates[deploy].escalate_to", 23, "needs escalate_after");
-    expect(&ps, "gates[deploy].rules[sre].notify", 27, "unknown channel 'sre-slack'");
+    expect(
+        &ps,
+        "gates[deploy].rules[sre].notify",
+        27,
+        "unknown channel 'sre-slack'",
+    );
     assert_eq!(ps.len(), 6, "{}", list(&ps));
 }
 

@@ -318,7 +318,7 @@ fn later(now: Timestamp, wait: Duration) -> Timestamp {
 
 /// A short, stable description of a transport failure. Never reqwest's own message: it names
 /// the URL, which may embed a token.
-fn transport_error(error: &reqwest::Error) -> String {
+pub(crate) fn transport_error(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timeout".into();
     }

@@ -82,7 +82,7 @@ impl Notifier {
         policy: RetryPolicy,
         public_url: &str,
     ) -> Self {
-        let sender = Sender::new(policy.timeout);
+        let sender = Sender::new(policy.timeout, clock.clone());
         if let Err(error) = &sender {
             tracing::error!(%error, "notifications are disabled");
         }
@@ -247,7 +247,10 @@ impl Notifier {
         match &message.kind {
             NoticeKind::Reminder { .. } => {
                 if !pending {
-                    return Ok(Plan::Skip(format!("the request is {}", shown_state(&request, now))));
+                    return Ok(Plan::Skip(format!(
+                        "the request is {}",
+                        shown_state(&request, now)
+                    )));
                 }
                 if !hearing(gate, &evaluation).contains(message.channel.as_str()) {
                     return Ok(Plan::Skip(
@@ -257,7 +260,10 @@ impl Notifier {
             }
             NoticeKind::Escalated { .. } => {
                 if !pending {
-                    return Ok(Plan::Skip(format!("the request is {}", shown_state(&request, now))));
+                    return Ok(Plan::Skip(format!(
+                        "the request is {}",
+                        shown_state(&request, now)
+                    )));
                 }
                 if !request.decisions.is_empty() {
                     return Ok(Plan::Skip("someone has decided: no escalation".into()));
@@ -279,13 +285,8 @@ impl Notifier {
         let recipients = self
             .recipients(message, spec, gate, &request, &evaluation, now)
             .await?;
-        let notice = crate::compose::notice(
-            &message.kind,
-            gate,
-            &request,
-            &evaluation,
-            &self.public_url,
-        );
+        let notice =
+            crate::compose::notice(&message.kind, gate, &request, &evaluation, &self.public_url);
         Ok(Plan::Send(Box::new(Prepared {
             spec: spec.clone(),
             notice,
@@ -310,7 +311,12 @@ impl Notifier {
             return Ok(Vec::new());
         };
         if message.to_requester {
-            return Ok(request.requester.email().map(str::to_owned).into_iter().collect());
+            return Ok(request
+                .requester
+                .email()
+                .map(str::to_owned)
+                .into_iter()
+                .collect());
         }
         if !email.to_eligible {
             return Ok(Vec::new());
@@ -322,7 +328,10 @@ impl Notifier {
         if rules.is_empty() {
             return Ok(Vec::new());
         }
-        let people = self.notices.people(now - DIRECTORY_WINDOW, u32::MAX).await?;
+        let people = self
+            .notices
+            .people(now - DIRECTORY_WINDOW, u32::MAX)
+            .await?;
         let mut out: Vec<String> = people
             .iter()
             .filter(|p| !p.principal.same_person_as(&request.requester))
@@ -365,7 +374,12 @@ impl Notifier {
         }
     }
 
-    async fn send(&self, message: &NoticeMessage, attempts: u32, prepared: Prepared) -> NoticeOutcome {
+    async fn send(
+        &self,
+        message: &NoticeMessage,
+        attempts: u32,
+        prepared: Prepared,
+    ) -> NoticeOutcome {
         let sender = match &self.sender {
             Ok(sender) => sender,
             Err(error) => {

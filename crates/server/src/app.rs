@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use countersign_config::Settings;
-use countersign_core::ports::ChangeListener as _;
 use countersign_core::{Clock, Engine};
 use countersign_identity::Verifier;
 use tokio::net::TcpListener;

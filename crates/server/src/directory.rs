@@ -16,11 +16,14 @@ const REFRESH: chrono::Duration = chrono::Duration::hours(1);
 /// write per person).
 const MAX_REMEMBERED: usize = 100_000;
 
+/// Who was written last, with which claims, and when.
+type Written = HashMap<Identity, (Arc<Principal>, Timestamp)>;
+
 /// Records people in the store's directory, sparingly.
 #[derive(Debug, Clone)]
 pub(crate) struct Directory {
     store: Arc<dyn NoticeStore>,
-    written: Arc<Mutex<HashMap<Identity, (Arc<Principal>, Timestamp)>>>,
+    written: Arc<Mutex<Written>>,
 }
 
 impl Directory {

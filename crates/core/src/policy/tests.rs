@@ -515,7 +515,10 @@ fn a_new_request_is_announced_to_the_open_stage_and_scheduled() {
     );
     let mut approved = r.clone();
     approved.state = State::Approved;
-    assert!(on_create(&g, &approved, &e, t0()).is_empty(), "an auto-approved request announces nothing");
+    assert!(
+        on_create(&g, &approved, &e, t0()).is_empty(),
+        "an auto-approved request announces nothing"
+    );
 }
 
 #[test]
@@ -531,7 +534,11 @@ fn a_stage_opening_announces_to_its_channels_and_the_outcome_goes_everywhere() {
     let s = |c: &str, k| (c.to_owned(), k, false, 0);
     assert_eq!(
         got,
-        vec![s("all-teams", "progress"), s("board-mail", "created"), s("sre-slack", "progress")],
+        vec![
+            s("all-teams", "progress"),
+            s("board-mail", "created"),
+            s("sre-slack", "progress")
+        ],
         "the lead's channel hears its rule is met; the board's channel hears once stage 2 opens"
     );
     assert_eq!(
@@ -566,7 +573,11 @@ fn a_requester_who_cancels_is_not_told_and_quiet_gates_cost_nothing() {
     let mut cancelled = r0.clone();
     cancelled.state = State::Cancelled;
     let got = routed(&on_change(&g, &e0, &cancelled, &e0, true, t0()));
-    assert!(got.iter().all(|(_, k, to_requester, _)| *k == "decided" && !to_requester), "{got:?}");
+    assert!(
+        got.iter()
+            .all(|(_, k, to_requester, _)| *k == "decided" && !to_requester),
+        "{got:?}"
+    );
     assert!(!two_teams().notifies());
     assert!(g.notifies());
 }

@@ -8,7 +8,7 @@
 )]
 
 mod grants;
-mod notifications;
 mod helpers;
+mod notifications;
 mod openapi;
 mod scenarios;

@@ -54,7 +54,9 @@ async fn world(backend: Backend, gate_extra: &str) -> World {
 
 /// [`world`] with the Slack bot channel at `bot_rate` messages a second.
 async fn world_at(backend: Backend, gate_extra: &str, bot_rate: u32) -> World {
-    let slack = SlackReceiver::start(BOT_TOKEN).await.expect("slack receiver");
+    let slack = SlackReceiver::start(BOT_TOKEN)
+        .await
+        .expect("slack receiver");
     let smtp = SmtpServer::start("countersign", "mail-password").expect("smtp server");
     let secrets = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
@@ -223,7 +225,10 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
     assert_eq!(post.headers["authorization"], format!("Bearer {BOT_TOKEN}"));
     let raw = text_of(post);
     assert!(!raw.contains("<!channel>"), "a mention survived: {raw}");
-    assert!(!raw.contains("<https://evil"), "a spoofed link survived: {raw}");
+    assert!(
+        !raw.contains("<https://evil"),
+        "a spoofed link survived: {raw}"
+    );
     assert!(raw.contains("&lt;!channel&gt;"), "{raw}");
     assert!(raw.contains(&format!("/requests/{id}")), "{raw}");
     assert_eq!(post.body["unfurl_links"], false);
@@ -231,7 +236,10 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
     assert!(countersign_testkit::block_kit_problems(&post.body).is_empty());
     // Stage 2's Teams channel hears nothing yet; the escalation channel nothing at all.
     assert!(w.slack_calls("/paths/invoke").is_empty());
-    assert!(w.slack_calls("/services/T0TEST/B0TEST/webhooksecret").is_empty());
+    assert!(
+        w.slack_calls("/services/T0TEST/B0TEST/webhooksecret")
+            .is_empty()
+    );
 
     // Mail: the list and the eligible SRE people (bob, dave), never the requester, nor the
     // security engineer whose stage has not opened.
@@ -245,7 +253,14 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
         .map(|v| v.as_str().unwrap())
         .collect();
     to.sort_unstable();
-    assert_eq!(to, ["bob@example.com", "dave@example.com", "sre-list@example.com"]);
+    assert_eq!(
+        to,
+        [
+            "bob@example.com",
+            "dave@example.com",
+            "sre-list@example.com"
+        ]
+    );
     assert_eq!(mail["tls"], true);
     assert_eq!(mail["auth_user"], "countersign");
     let root = mail_header(mail, "Message-ID").unwrap().to_owned();
@@ -253,7 +268,12 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
     let html = mail["html"].as_str().unwrap();
     assert!(!html.contains("<script>"), "{html}");
     assert!(html.contains("&lt;script&gt;"), "{html}");
-    assert!(mail["text"].as_str().unwrap().contains(&format!("/requests/{id}")));
+    assert!(
+        mail["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/requests/{id}"))
+    );
 
     // Bob approves: the same Slack message is updated and the review goes in its thread;
     // stage 2 opens, so Teams hears of it now.
@@ -274,14 +294,25 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
     countersign_testkit::validate_adaptive_card(card).expect("a valid Adaptive Card");
 
     // Carol approves: the outcome everywhere the request was announced, and to alice.
-    let current = w.app.get(&format!("/api/v1/requests/{id}"), &alice).await.body;
+    let current = w
+        .app
+        .get(&format!("/api/v1/requests/{id}"), &alice)
+        .await
+        .body;
     let r = w.app.decide(&current, &carol, "approve").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["state"], "approved");
     w.drain().await;
     let last = w.slack.message("C0SRE", &root_ts).expect("the message");
-    assert!(last.to_string().to_lowercase().contains("approved"), "{last}");
-    assert_eq!(w.slack_calls("/paths/invoke").len(), 2, "a second card on Teams");
+    assert!(
+        last.to_string().to_lowercase().contains("approved"),
+        "{last}"
+    );
+    assert_eq!(
+        w.slack_calls("/paths/invoke").len(),
+        2,
+        "a second card on Teams"
+    );
     let mails = w.smtp.messages();
     let to_alice: Vec<&Value> = mails
         .iter()
@@ -301,8 +332,14 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
     // Nothing is left, nothing failed, and operators see it all.
     let notices = w.notices().await;
     assert!(notices.iter().all(|n| n.state != NoticeState::Pending
-        || matches!(n.message.kind, countersign_core::notice::NoticeKind::Reminder { .. })));
-    assert!(notices.iter().all(|n| n.state != NoticeState::Failed), "{notices:?}");
+        || matches!(
+            n.message.kind,
+            countersign_core::notice::NoticeKind::Reminder { .. }
+        )));
+    assert!(
+        notices.iter().all(|n| n.state != NoticeState::Failed),
+        "{notices:?}"
+    );
     let erin = w.app.token("erin").await;
     let listed = w.app.get("/api/v1/notifications?limit=200", &erin).await;
     assert_eq!(listed.status, StatusCode::OK);
@@ -351,7 +388,11 @@ async fn reminders_and_escalation_follow_the_clock(backend: Backend) {
     w.drain().await;
     let posts = w.slack_calls("/api/chat.postMessage");
     let reminders: Vec<_> = posts[replies_before..].iter().collect();
-    assert_eq!(reminders.len(), 1, "one reminder, for the quiet request: {reminders:?}");
+    assert_eq!(
+        reminders.len(),
+        1,
+        "one reminder, for the quiet request: {reminders:?}"
+    );
     assert!(reminders[0].body["thread_ts"].is_string());
     assert!(reminders[0].raw.contains(quiet["id"].as_str().unwrap()));
 
@@ -360,12 +401,18 @@ async fn reminders_and_escalation_follow_the_clock(backend: Backend) {
     w.app.engine.expire_due().await.unwrap();
     w.drain().await;
     let notices = w.notices().await;
-    assert!(notices.iter().all(|n| n.state != NoticeState::Pending), "{notices:?}");
+    assert!(
+        notices.iter().all(|n| n.state != NoticeState::Pending),
+        "{notices:?}"
+    );
     let late = notices
         .iter()
         .filter(|n| n.message.kind.as_str() == "reminder" && n.state == NoticeState::Skipped)
         .count();
-    assert!(late >= 2, "reminders after the decision or expiry are skipped");
+    assert!(
+        late >= 2,
+        "reminders after the decision or expiry are skipped"
+    );
 }
 
 async fn a_decision_made_while_queued_sends_the_final_state(backend: Backend) {
@@ -379,14 +426,22 @@ async fn a_decision_made_while_queued_sends_the_final_state(backend: Backend) {
     let id = request["id"].as_str().unwrap().to_owned();
     let r = w.app.decide(&request, &bob, "approve").await;
     assert_eq!(r.status, StatusCode::OK);
-    let current = w.app.get(&format!("/api/v1/requests/{id}"), &alice).await.body;
+    let current = w
+        .app
+        .get(&format!("/api/v1/requests/{id}"), &alice)
+        .await
+        .body;
     let r = w.app.decide(&current, &carol, "approve").await;
     assert_eq!(r.body["state"], "approved");
     w.drain().await;
     // One Slack message, showing the outcome: no stale "pending" post, no needless edits.
     let posts = w.slack_calls("/api/chat.postMessage");
     assert_eq!(posts.len(), 1, "{posts:?}");
-    assert!(posts[0].raw.to_lowercase().contains("approved"), "{}", posts[0].raw);
+    assert!(
+        posts[0].raw.to_lowercase().contains("approved"),
+        "{}",
+        posts[0].raw
+    );
     assert!(w.slack_calls("/api/chat.update").is_empty());
     let superseded = w
         .notices()
@@ -395,10 +450,15 @@ async fn a_decision_made_while_queued_sends_the_final_state(backend: Backend) {
         .filter(|n| {
             n.message.channel == "sre-bot"
                 && n.state == NoticeState::Skipped
-                && n.last_error.as_deref().is_some_and(|e| e.contains("superseded"))
+                && n.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("superseded"))
         })
         .count();
-    assert_eq!(superseded, 2, "the progress and the outcome were already shown");
+    assert_eq!(
+        superseded, 2,
+        "the progress and the outcome were already shown"
+    );
 }
 
 async fn a_restart_sends_nothing_twice(backend: Backend) {
@@ -413,8 +473,10 @@ async fn a_restart_sends_nothing_twice(backend: Backend) {
     // same database, which sends only what was not acknowledged.
     let r = w.app.decide(&request, &bob, "approve").await;
     assert_eq!(r.status, StatusCode::OK);
-    w.slack
-        .fail_next(1, SlackFailure::Status(503, "unavailable".into()));
+    w.slack.fail_next_on(
+        "/api/chat.update",
+        SlackFailure::Status(503, "unavailable".into()),
+    );
     w.drain().await;
     let updates_before = w.slack_calls("/api/chat.update").len();
     // Past the retry's backoff, a worker claims it and dies: its lease must run out before
@@ -427,15 +489,30 @@ async fn a_restart_sends_nothing_twice(backend: Backend) {
         .claim_notices(w.app.engine.now(), 100, chrono::Duration::seconds(60))
         .await
         .unwrap();
-    assert!(!claimed.is_empty(), "the failed update is due again after its backoff");
+    assert!(
+        !claimed.is_empty(),
+        "the failed update is due again after its backoff"
+    );
     let other = crate::helpers::build(&w.app.config_text, w.app.clock.clone(), None).await;
-    assert_eq!(other.notifier().run_once().await.unwrap(), 0, "leased elsewhere");
+    assert_eq!(
+        other.notifier().run_once().await.unwrap(),
+        0,
+        "leased elsewhere"
+    );
     w.advance(2);
     while other.notifier().run_once().await.unwrap() > 0 {}
     let updates = w.slack_calls("/api/chat.update");
-    assert_eq!(updates.len(), updates_before + 1, "{updates:?}");
-    assert_eq!(w.slack_calls("/api/chat.postMessage").len(), 2, "the root once, one thread reply");
-    assert!(w.smtp.messages().len() > mails, "the progress mail went out once");
+    assert_eq!(updates_before, 1, "the update that failed");
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert_eq!(
+        w.slack_calls("/api/chat.postMessage").len(),
+        2,
+        "the root once, one thread reply"
+    );
+    assert!(
+        w.smtp.messages().len() > mails,
+        "the progress mail went out once"
+    );
     let again = w.smtp.messages().len();
     while other.notifier().run_once().await.unwrap() > 0 {}
     assert_eq!(w.smtp.messages().len(), again);
@@ -468,7 +545,11 @@ async fn slack_is_paced_and_rate_limits_are_honoured(backend: Backend) {
     w.app.clock.advance(chrono::Duration::seconds(3));
     w.drain().await;
     let posts = w.slack_calls("/api/chat.postMessage");
-    assert_eq!(posts.len(), 4, "three messages, one of them twice (after its 429)");
+    assert_eq!(
+        posts.len(),
+        4,
+        "three messages, one of them twice (after its 429)"
+    );
     // Messages to one channel are a second apart, at least.
     for pair in posts.windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at);
