@@ -49,6 +49,20 @@ async fn readme_flow_alice_requests_bob_and_carol_approve() {
         "{request}"
     );
 
+    // The sandbox has its outbox viewer (signed out, it sends you to sign in first), and
+    // says where it is.
+    let viewer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+        .get(format!("{}/dev/notifications", sandbox.url))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("the viewer answers");
+    assert!(viewer.status().is_redirection(), "{}", viewer.status());
+    assert!(sandbox.output().contains("/dev/notifications"));
+
     // Bob's inbox lists it; alice is no approver of deploy-prod, so hers does not.
     let inbox = api.get("/api/v1/requests?role=approver", Some(&bob)).await;
     assert_eq!(inbox.status, 200, "{:?}", inbox.body);

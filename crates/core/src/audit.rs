@@ -801,6 +801,7 @@ mod tests {
                 "key.created",
                 "key.rotated",
                 "webhooks.retry",
+                "notifications.retry",
             ]
         );
         for action in AuditAction::ALL {

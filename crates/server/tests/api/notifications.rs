@@ -556,3 +556,67 @@ async fn slack_is_paced_and_rate_limits_are_honoured(backend: Backend) {
         assert!(gap >= Duration::from_millis(950), "{gap:?}");
     }
 }
+
+/// The sandbox's outbox viewer: a `preview` channel keeps what each channel kind would send,
+/// and `/dev/notifications` exists only where one is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preview_channel_shows_what_would_be_sent() {
+    let extra = r#"
+[[notifications.channels]]
+name = "outbox-viewer"
+kind = "preview"
+
+[[gates]]
+name = "previewed"
+requesters = 'true'
+notify = ["outbox-viewer"]
+  [[gates.rules]]
+  name = "sre"
+  approvers = '"sre" in approver.groups'
+"#;
+    let app = spawn_app_with(Backend::Sqlite, extra).await;
+    let alice = app.token("alice").await;
+    let r = app
+        .post(
+            "/api/v1/requests",
+            &alice,
+            json!({"gate": "previewed", "reason": "<b>look</b>"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    while app.state.notifier.run_once().await.unwrap() > 0 {}
+    let previews = app.state.notifier.sender().unwrap().previews();
+    assert_eq!(previews.len(), 1);
+    let p = &previews[0];
+    assert_eq!(p.request_id, r.body["id"].as_str().unwrap());
+    assert!(p.slack["blocks"].is_array());
+    countersign_testkit::validate_adaptive_card(&p.teams["attachments"][0]["content"]).unwrap();
+    assert!(
+        p.email_html.contains("&lt;b&gt;look&lt;/b&gt;"),
+        "{}",
+        p.email_html
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = no_redirects
+        .get(format!("{}/dev/notifications", app.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        page.status().is_redirection(),
+        "signed out: to the login page"
+    );
+
+    let plain = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let page = no_redirects
+        .get(format!("{}/dev/notifications", plain.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+}

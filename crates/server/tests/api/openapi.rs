@@ -32,6 +32,8 @@ const DOCUMENTED: &[(&str, &str)] = &[
     ("get", "/api/v1/inbox/events"),
     ("get", "/api/v1/webhooks/deliveries"),
     ("post", "/api/v1/webhooks/deliveries/{id}/retry"),
+    ("get", "/api/v1/notifications"),
+    ("post", "/api/v1/notifications/{id}/retry"),
     ("get", "/api/v1/audit"),
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -287,6 +289,14 @@ async fn real_answers_are_the_shared_types() {
     let deliveries = app.get("/api/v1/webhooks/deliveries", &erin).await;
     assert_eq!(deliveries.status, StatusCode::OK, "{:?}", deliveries.body);
     round_trips::<countersign_api::DeliveryPage>(&deliveries.body);
+    let notifications = app.get("/api/v1/notifications", &erin).await;
+    assert_eq!(
+        notifications.status,
+        StatusCode::OK,
+        "{:?}",
+        notifications.body
+    );
+    round_trips::<countersign_api::NotificationPage>(&notifications.body);
     let config = app
         .call(Method::GET, "/api/v1/auth/config", None, None)
         .await;
