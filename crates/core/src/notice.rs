@@ -109,6 +109,9 @@ pub struct NoticeMessage {
     pub due_at: Timestamp,
     /// When it was written.
     pub created_at: Timestamp,
+    /// The request's version once the change that wrote it is stored: a message that
+    /// reports a change is superseded once its thread showed this version or a newer one.
+    pub version: i64,
 }
 
 impl NoticeMessage {
@@ -318,6 +321,7 @@ fn message(
         to_requester: false,
         due_at,
         created_at: at,
+        version: request.version,
     }
 }
 

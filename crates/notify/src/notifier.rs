@@ -35,6 +35,11 @@ const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 /// How far back the directory is read for "eligible" recipients.
 const DIRECTORY_WINDOW: chrono::Duration = chrono::Duration::days(90);
 
+/// How long a pass waits after a wake-up, so that the rest of a burst of changes (a request
+/// and its decisions moments later) commits first: one message then shows the latest state
+/// and the ones it supersedes are skipped together, instead of one send per change.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// The shortest pause between passes.
 const MIN_PERIOD: Duration = Duration::from_millis(10);
 
@@ -164,7 +169,7 @@ impl Notifier {
                 }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
-                    () = self.wake.notified() => {}
+                    () = self.wake.notified() => tokio::time::sleep(GATHER).await,
                 }
             }
         })

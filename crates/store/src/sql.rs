@@ -52,8 +52,8 @@ macro_rules! delivery_columns {
 
 macro_rules! notice_columns {
     () => {
-        "id, request_id, channel, thread_key, kind, to_requester, due_at, created_at, state, \
-         attempts, next_attempt_at, last_error, updated_at"
+        "id, request_id, channel, thread_key, kind, version, to_requester, due_at, created_at, \
+         state, attempts, next_attempt_at, last_error, updated_at"
     };
 }
 
@@ -305,7 +305,7 @@ pub(crate) const RETRY_DELIVERY: &str = "UPDATE deliveries SET state = 'pending'
 pub(crate) const INSERT_NOTICE: &str = concat!(
     "INSERT INTO notifications (",
     notice_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
 );
 
 /// Columns read for a notification.
@@ -343,6 +343,20 @@ pub(crate) const DUE_NOTICES_SKIP_LOCKED: &str = concat!(
 pub(crate) const RECORD_NOTICE: &str = "UPDATE notifications SET state = $1, \
     next_attempt_at = COALESCE($2, next_attempt_at), last_error = COALESCE($3, last_error), \
     attempts = attempts + 1, updated_at = $4 WHERE id = $5 AND state = 'pending'";
+
+/// Once a message of thread (`$3` request, `$4` thread key) showed version `$5`, the
+/// pending messages of that thread that would report that version or an older one (created,
+/// progress, decided; never a reminder or an escalation) are skipped at once: `$1` why, `$2`
+/// now. The worker would skip each of them anyway, one pass at a time.
+pub(crate) const SUPERSEDE_NOTICES: &str = "UPDATE notifications SET state = 'skipped', \
+    last_error = $1, updated_at = $2 WHERE request_id = $3 AND thread_key = $4 \
+    AND state = 'pending' AND version <= $5 \
+    AND kind IN ('{\"kind\":\"created\"}', '{\"kind\":\"progress\"}', '{\"kind\":\"decided\"}')";
+
+/// Why [`SUPERSEDE_NOTICES`] skipped a notification.
+pub(crate) fn superseded(version: i64) -> String {
+    format!("superseded: the channel already shows version {version}")
+}
 
 /// A pending notification (`$2`) put back for `$1`, no attempt counted.
 pub(crate) const DEFER_NOTICE: &str = "UPDATE notifications SET next_attempt_at = $1, \

@@ -12,6 +12,7 @@ CREATE TABLE notifications (
     channel         TEXT    NOT NULL,
     thread_key      TEXT    NOT NULL,
     kind            TEXT    NOT NULL,
+    version         BIGINT  NOT NULL,
     to_requester    BIGINT  NOT NULL,
     due_at          BIGINT  NOT NULL,
     created_at      BIGINT  NOT NULL,

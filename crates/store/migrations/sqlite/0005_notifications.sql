@@ -12,6 +12,7 @@ CREATE TABLE notifications (
     channel         TEXT    NOT NULL,
     thread_key      TEXT    NOT NULL,
     kind            TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
     to_requester    INTEGER NOT NULL,
     due_at          INTEGER NOT NULL,
     created_at      INTEGER NOT NULL,

@@ -13,7 +13,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::{PgQuery, PostgresStore};
 use crate::codec::{NoticeRow, decode_person, encode_person, lease_end, notice_columns};
 use crate::error::{backend, is_unique_violation};
-use crate::sql;
+use crate::sql::{self, superseded};
 
 fn notice_row(row: &PgRow) -> Result<NoticeRow, sqlx::Error> {
     Ok(NoticeRow {
@@ -22,6 +22,7 @@ fn notice_row(row: &PgRow) -> Result<NoticeRow, sqlx::Error> {
         channel: row.try_get("channel")?,
         thread_key: row.try_get("thread_key")?,
         kind: row.try_get("kind")?,
+        version: row.try_get("version")?,
         to_requester: row.try_get("to_requester")?,
         due_at: row.try_get("due_at")?,
         created_at: row.try_get("created_at")?,
@@ -40,6 +41,7 @@ fn bind_notice<'q>(q: PgQuery<'q>, n: &'q NoticeRow) -> PgQuery<'q> {
         .bind(n.channel.as_str())
         .bind(n.thread_key.as_str())
         .bind(n.kind.as_str())
+        .bind(n.version)
         .bind(n.to_requester)
         .bind(n.due_at)
         .bind(n.created_at)
@@ -188,6 +190,15 @@ impl NoticeStore for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| backend("recording a notification thread", e))?;
+            sqlx::query(sql::SUPERSEDE_NOTICES)
+                .bind(superseded(*version))
+                .bind(at)
+                .bind(notice.request_id.to_string())
+                .bind(notice.thread_key())
+                .bind(*version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend("skipping superseded notifications", e))?;
         }
         tx.commit()
             .await

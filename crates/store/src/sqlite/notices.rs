@@ -14,7 +14,7 @@ use super::SqliteStore;
 use super::writer::Batch;
 use crate::codec::{NoticeRow, decode_person, encode_person, lease_end, notice_columns};
 use crate::error::{sqlite_backend, sqlite_unique_violation};
-use crate::sql;
+use crate::sql::{self, superseded};
 
 /// Reads a notification's columns ([`sql::NOTICE_COLUMNS`]).
 fn notice_row(row: &Row<'_>) -> rusqlite::Result<NoticeRow> {
@@ -24,14 +24,15 @@ fn notice_row(row: &Row<'_>) -> rusqlite::Result<NoticeRow> {
         channel: row.get(2)?,
         thread_key: row.get(3)?,
         kind: row.get(4)?,
-        to_requester: row.get(5)?,
-        due_at: row.get(6)?,
-        created_at: row.get(7)?,
-        state: row.get(8)?,
-        attempts: row.get(9)?,
-        next_attempt_at: row.get(10)?,
-        last_error: row.get(11)?,
-        updated_at: row.get(12)?,
+        version: row.get(5)?,
+        to_requester: row.get(6)?,
+        due_at: row.get(7)?,
+        created_at: row.get(8)?,
+        state: row.get(9)?,
+        attempts: row.get(10)?,
+        next_attempt_at: row.get(11)?,
+        last_error: row.get(12)?,
+        updated_at: row.get(13)?,
     })
 }
 
@@ -50,6 +51,7 @@ pub(super) fn insert_notices(
                 n.channel,
                 n.thread_key,
                 n.kind,
+                n.version,
                 n.to_requester,
                 n.due_at,
                 n.created_at,
@@ -188,6 +190,12 @@ impl NoticeStore for SqliteStore {
                             params![request, key, thread, version, at],
                         )
                         .map_err(|e| sqlite_backend("recording a notification thread", e))?;
+                    batch
+                        .execute(
+                            sql::SUPERSEDE_NOTICES,
+                            params![superseded(version), at, request, key, version],
+                        )
+                        .map_err(|e| sqlite_backend("skipping superseded notifications", e))?;
                 }
                 Ok(())
             })

@@ -474,6 +474,17 @@ async fn placeholders_are_numbered_in_order() {
         sql::DELETE_SESSIONS_OF_SUBJECT_AND_SID,
         sql::PURGE_LOGINS,
         sql::PURGE_SESSIONS,
+        sql::INSERT_NOTICE,
+        sql::DUE_NOTICES,
+        sql::RECORD_NOTICE,
+        sql::NOTICE_EXISTS,
+        sql::RETRY_NOTICE,
+        sql::DEFER_NOTICE,
+        sql::NOTICE_THREAD,
+        sql::SHOW_ON_THREAD_SQLITE,
+        sql::SUPERSEDE_NOTICES,
+        sql::SEE_PERSON,
+        sql::PEOPLE,
     ];
     let misnumbered = store
         .readers

@@ -195,7 +195,11 @@ pub fn message(ms: i64, request: &Request, event: &str) -> OutboxMessage {
 }
 
 /// A notification about `request` for `channel`, written and due at `at(ms)`. Ids follow
-/// generation order.
+/// generation order. It reports a version later than any a case records as shown
+/// ([`REPORTED_VERSION`]), so that nothing is superseded unless a case means it.
+/// The version [`notice`]'s messages report.
+pub const REPORTED_VERSION: i64 = 1_000;
+
 pub fn notice(ms: i64, request: &Request, channel: &str, kind: NoticeKind) -> NoticeMessage {
     let id = RequestId::generate(at(ms)).to_string();
     NoticeMessage {
@@ -206,6 +210,7 @@ pub fn notice(ms: i64, request: &Request, channel: &str, kind: NoticeKind) -> No
         to_requester: false,
         due_at: at(ms),
         created_at: at(ms),
+        version: REPORTED_VERSION,
     }
 }
 

@@ -177,6 +177,7 @@ conformance!(
     threads_and_requests_are_independent,
     a_future_reminder_holds_back_nothing_due_before_it,
     record_notice_outcomes,
+    a_sent_message_supersedes_what_it_already_showed,
     defer_notice_counts_no_attempt,
     retry_notice_only_for_failed,
     list_notices_by_state_with_cursor,

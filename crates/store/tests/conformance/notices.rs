@@ -1019,3 +1019,59 @@ pub async fn concurrent_notice_claimers_never_share_a_row(db: Db) {
     assert_eq!(queued(&db, Some(NoticeState::Sent)).await.len(), 60);
     assert_eq!(verify_audit(replica.store.as_ref()).await, Ok(5));
 }
+
+/// A message sent showing version V skips, in the same transaction, the pending messages of
+/// its thread that report V or older (created, progress, decided), never a reminder or an
+/// escalation, nor another thread's.
+pub async fn a_sent_message_supersedes_what_it_already_showed(db: Db) {
+    let req = request(0, "deploy-prod", &person("okta", "alice"));
+    let with_version = |mut n: NoticeMessage, v: i64| {
+        n.version = v;
+        n
+    };
+    let first = with_version(notice(1, &req, "slack", NoticeKind::Created), 1);
+    let progress = with_version(notice(2, &req, "slack", NoticeKind::Progress), 2);
+    let decided = with_version(notice(3, &req, "slack", NoticeKind::Decided), 3);
+    let later = with_version(notice(4, &req, "slack", NoticeKind::Decided), 4);
+    let reminder = with_version(
+        notice(
+            5,
+            &req,
+            "slack",
+            NoticeKind::Reminder {
+                expires_in_secs: 60,
+            },
+        ),
+        1,
+    );
+    let other = with_version(notice(6, &req, "mail", NoticeKind::Progress), 2);
+    let mine = to_requester(with_version(
+        notice(7, &req, "slack", NoticeKind::Decided),
+        3,
+    ));
+    let all = [
+        &first, &progress, &decided, &later, &reminder, &other, &mine,
+    ]
+    .map(|n| (*n).clone());
+    db.store
+        .insert_request(&req, &created(&req), &[], &all)
+        .await
+        .expect("insert");
+    assert_eq!(claim(&db, 10).await.first(), Some(&first.id));
+    // The first message went out late, when the request was already at version 3.
+    record(&db, &first, sent(Some("t"), 3), 20).await;
+    for n in [&progress, &decided] {
+        let q = one(&db, &n.id).await;
+        assert_eq!(q.state, NoticeState::Skipped, "{}", n.id);
+        assert_eq!(q.attempts, 0);
+        assert!(q.last_error.as_deref().unwrap().contains("version 3"));
+    }
+    for n in [&later, &reminder, &other, &mine] {
+        assert_eq!(
+            one(&db, &n.id).await.state,
+            NoticeState::Pending,
+            "{}",
+            n.id
+        );
+    }
+}
