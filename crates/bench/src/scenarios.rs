@@ -142,15 +142,23 @@ impl Drop for Server {
 
 /// Starts countersign in-process on `database`, or on SQLite in a temp dir when `None`.
 async fn start_server(people: &str, database: Option<&str>) -> anyhow::Result<Server> {
-    start_server_with(database, |db| config(people, db, "127.0.0.1:0"), |_| {}).await
+    start_server_with(
+        database,
+        |db| config(people, db, "127.0.0.1:0"),
+        |_| {},
+        true,
+    )
+    .await
 }
 
-/// [`start_server`] with the configuration text `text` makes for the database URL, and each
-/// gate changed by `gate` after loading (S6 routes `deploy-prod` to its channels).
+/// [`start_server`] with the configuration text `text` makes for the database URL, each gate
+/// changed by `gate` after loading (S6 routes `deploy-prod` to its channels), and the outbox
+/// workers running only when `deliver` is set.
 pub(crate) async fn start_server_with(
     database: Option<&str>,
     text: impl FnOnce(&str) -> String,
     gate: impl Fn(&mut countersign_core::Gate),
+    deliver: bool,
 ) -> anyhow::Result<Server> {
     let (database, dir) = match database {
         Some(url) => (url.to_owned(), None),
@@ -186,6 +194,11 @@ pub(crate) async fn start_server_with(
                 settings,
                 countersign_server::BuildOptions {
                     listener: Some(listener),
+                    deliver_every: if deliver {
+                        countersign_server::BuildOptions::default().deliver_every
+                    } else {
+                        None
+                    },
                     ..Default::default()
                 },
             )
@@ -339,7 +352,7 @@ pub async fn run_all(o: &Options) -> anyhow::Result<Vec<Outcome>> {
                 .iter()
                 .find(|r: &&Outcome| r.id == "S3")
                 .map(|r| r.measured.throughput());
-            match crate::s6::run(o, &api, &p, people.issuer(), s3).await {
+            match crate::s6::run(o, &p, people.issuer(), s3).await {
                 Ok(r) => out.push(r),
                 Err(e) => out.push(could_not_run("S6", &e)),
             }

@@ -23,9 +23,11 @@ CREATE TABLE notifications (
     updated_at      INTEGER NOT NULL
 ) STRICT;
 
+-- The claim: pending rows by due time; and, for its NOT EXISTS, a request's rows (a few).
+-- Listings walk the primary key (newest first): they are for operators, and every index
+-- here is written by every notification the approval path commits.
 CREATE INDEX notifications_state_next ON notifications (state, next_attempt_at);
-CREATE INDEX notifications_state_id ON notifications (state, id);
-CREATE INDEX notifications_thread ON notifications (request_id, thread_key, state, due_at);
+CREATE INDEX notifications_request ON notifications (request_id);
 
 -- What each channel has shown of a request: its reference to the first message (a Slack
 -- channel and ts, an e-mail Message-ID), and the newest request version it showed.

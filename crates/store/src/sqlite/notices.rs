@@ -36,41 +36,53 @@ fn notice_row(row: &Row<'_>) -> rusqlite::Result<NoticeRow> {
     })
 }
 
-/// Writes `notices` as pending notifications.
+/// Writes `notices` as pending notifications, in one statement (a change announces itself
+/// to every channel at once; one statement instead of one per channel is what the approval
+/// path pays for them).
 pub(super) fn insert_notices(
     batch: &Batch<'_>,
     notices: &[NoticeMessage],
 ) -> Result<(), StoreError> {
-    for notice in notices {
-        let n = NoticeRow::encode_new(notice)?;
-        let inserted = batch.execute(
-            sql::INSERT_NOTICE,
-            params![
-                n.id,
-                n.request_id,
-                n.channel,
-                n.thread_key,
-                n.kind,
-                n.version,
-                n.to_requester,
-                n.due_at,
-                n.created_at,
-                n.state,
-                n.attempts,
-                n.next_attempt_at,
-                n.last_error,
-                n.updated_at,
-            ],
-        );
-        if let Err(e) = inserted {
-            return Err(if sqlite_unique_violation(&e) {
-                StoreError::Duplicate(format!("notification {} already exists", notice.id))
-            } else {
-                sqlite_backend("writing to the notification outbox", e)
-            });
-        }
+    if notices.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let rows = notices
+        .iter()
+        .map(NoticeRow::encode_new)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut text = format!(
+        "INSERT INTO notifications ({}) VALUES ",
+        sql::NOTICE_COLUMNS
+    );
+    let mut values: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 14);
+    for (i, n) in rows.iter().enumerate() {
+        text.push_str(if i == 0 { "" } else { ", " });
+        text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        values.extend([
+            &n.id as &dyn ToSql,
+            &n.request_id,
+            &n.channel,
+            &n.thread_key,
+            &n.kind,
+            &n.version,
+            &n.to_requester,
+            &n.due_at,
+            &n.created_at,
+            &n.state,
+            &n.attempts,
+            &n.next_attempt_at,
+            &n.last_error,
+            &n.updated_at,
+        ]);
+    }
+    match batch.execute(&text, values.as_slice()) {
+        Ok(_) => Ok(()),
+        Err(e) if sqlite_unique_violation(&e) => Err(StoreError::Duplicate(format!(
+            "a notification of {} already exists",
+            notices[0].request_id
+        ))),
+        Err(e) => Err(sqlite_backend("writing to the notification outbox", e)),
+    }
 }
 
 #[async_trait]

@@ -1064,7 +1064,7 @@ pub async fn a_sent_message_supersedes_what_it_already_showed(db: Db) {
         let q = one(&db, &n.id).await;
         assert_eq!(q.state, NoticeState::Skipped, "{}", n.id);
         assert_eq!(q.attempts, 0);
-        assert!(q.last_error.as_deref().unwrap().contains("version 3"));
+        assert!(q.last_error.as_deref().expect("why").contains("version 3"));
     }
     for n in [&later, &reminder, &other, &mine] {
         assert_eq!(
