@@ -302,11 +302,40 @@ pub(crate) const DELIVERY_EXISTS: &str = "SELECT COUNT(*) FROM deliveries WHERE 
 pub(crate) const RETRY_DELIVERY: &str = "UPDATE deliveries SET state = 'pending', \
     next_attempt_at = $1, attempts = 0, updated_at = $1 WHERE id = $2 AND state = 'failed'";
 
-pub(crate) const INSERT_NOTICE: &str = concat!(
-    "INSERT INTO notifications (",
-    notice_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-);
+/// A change's notifications, as one row: `$1` id (its first notification's), `$2` request,
+/// `$3` the notifications (JSON), `$4` when.
+pub(crate) const INSERT_NOTICE_BATCH: &str =
+    "INSERT INTO notice_batches (id, request_id, notices, created_at) VALUES ($1, $2, $3, $4)";
+
+/// The oldest waiting batches, at most `$1` (SQLite, inside its write lock).
+pub(crate) const WAITING_BATCHES: &str =
+    "SELECT id, notices FROM notice_batches ORDER BY id LIMIT $1";
+
+/// Takes the oldest waiting batches, at most `$1`, skipping those another worker is fanning
+/// out (PostgreSQL only).
+pub(crate) const TAKE_BATCHES: &str = "DELETE FROM notice_batches WHERE id IN \
+    (SELECT id FROM notice_batches ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+    RETURNING id, notices";
+
+/// Inserts `n` notifications (14 columns each, `$1`…), leaving alone an id already stored.
+pub(crate) fn insert_notices_ignoring_duplicates(n: usize) -> String {
+    let mut text = format!("INSERT INTO notifications ({}) VALUES ", NOTICE_COLUMNS);
+    for row in 0..n {
+        text.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..14 {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push_str(&format!("${}", row * 14 + column + 1));
+        }
+        text.push(')');
+    }
+    text.push_str(" ON CONFLICT (id) DO NOTHING");
+    text
+}
+
+/// The most batches one fan-out takes.
+pub(crate) const MAX_BATCHES: i64 = 1_000;
 
 /// Columns read for a notification.
 pub(crate) const NOTICE_COLUMNS: &str = notice_columns!();
@@ -317,6 +346,7 @@ pub(crate) const NOTICE_COLUMNS: &str = notice_columns!();
 macro_rules! notice_due {
     () => {
         " FROM notifications n WHERE n.state = 'pending' AND n.next_attempt_at <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM notice_batches b WHERE b.request_id = n.request_id) \
          AND NOT EXISTS (SELECT 1 FROM notifications e WHERE e.request_id = n.request_id \
          AND e.thread_key = n.thread_key AND e.state = 'pending' \
          AND (e.due_at < n.due_at OR (e.due_at = n.due_at AND e.id < n.id))) \

@@ -29,6 +29,19 @@ CREATE TABLE notifications (
 CREATE INDEX notifications_state_next ON notifications (state, next_attempt_at);
 CREATE INDEX notifications_request ON notifications (request_id);
 
+-- What a change announces, as written in its transaction: one row per change holding its
+-- notifications (JSON), so the approval path writes one row however many channels hear.
+-- The worker fans each out into `notifications` before it claims any; no notification of a
+-- request is claimed while one of its batches waits.
+CREATE TABLE notice_batches (
+    id         TEXT    NOT NULL PRIMARY KEY,
+    request_id TEXT    NOT NULL,
+    notices    TEXT    NOT NULL,
+    created_at BIGINT  NOT NULL
+);
+
+CREATE INDEX notice_batches_request ON notice_batches (request_id);
+
 -- What each channel has shown of a request: its reference to the first message (a Slack
 -- channel and ts, an e-mail Message-ID), and the newest request version it showed.
 CREATE TABLE notification_threads (

@@ -14,7 +14,7 @@ mod sessions;
 
 pub(crate) use audit::EventRow;
 pub(crate) use grants::{GrantRow, KeyRow};
-pub(crate) use notices::{NoticeRow, decode_person, encode_person, notice_columns};
+pub(crate) use notices::{BatchRow, NoticeRow, decode_person, encode_person, notice_columns};
 pub(crate) use outbox::{DeliveryRow, attempt_columns, lease_end};
 pub(crate) use requests::{DecisionRow, RequestRow, approval_name, group_decisions};
 pub(crate) use sessions::{LoginRow, SessionRow};

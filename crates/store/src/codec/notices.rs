@@ -77,6 +77,35 @@ impl NoticeRow {
     }
 }
 
+/// A change's notifications as one `notice_batches` row.
+#[derive(Debug)]
+pub(crate) struct BatchRow {
+    pub id: String,
+    pub request_id: String,
+    pub notices: String,
+    pub created_at: i64,
+}
+
+impl BatchRow {
+    /// `notices` (not empty) as one row, named by the first one's id.
+    pub fn encode(notices: &[NoticeMessage]) -> Result<Self, StoreError> {
+        let first = notices
+            .first()
+            .ok_or_else(|| StoreError::backend("an empty batch of notifications"))?;
+        Ok(Self {
+            id: first.id.clone(),
+            request_id: first.request_id.to_string(),
+            notices: to_json("notifications", &notices)?,
+            created_at: millis(&first.created_at),
+        })
+    }
+
+    /// The notifications of batch `id`.
+    pub fn decode(id: &str, notices: &str) -> Result<Vec<NoticeMessage>, StoreError> {
+        from_json("notification batch", id, "notices", notices)
+    }
+}
+
 /// How an outcome is written by [`crate::sql::RECORD_NOTICE`]: the new state, the next
 /// attempt time (kept when `None`) and the error or reason (kept when `None`).
 pub(crate) fn notice_columns(outcome: &NoticeOutcome) -> (&'static str, Option<i64>, Option<&str>) {

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{PgQuery, PostgresStore};
-use crate::codec::{NoticeRow, decode_person, encode_person, lease_end, notice_columns};
+use crate::codec::{BatchRow, NoticeRow, decode_person, encode_person, lease_end, notice_columns};
 use crate::error::{backend, is_unique_violation};
 use crate::sql::{self, superseded};
 
@@ -52,23 +52,73 @@ fn bind_notice<'q>(q: PgQuery<'q>, n: &'q NoticeRow) -> PgQuery<'q> {
         .bind(n.updated_at)
 }
 
-/// Writes `notices` as pending notifications.
+/// Writes a change's notifications as one waiting batch (one row, however many channels
+/// hear): the worker fans it out before it claims anything ([`fan_out`]).
 pub(super) async fn insert_notices(
     conn: &mut PgConnection,
     notices: &[NoticeMessage],
 ) -> Result<(), StoreError> {
-    for notice in notices {
-        let row = NoticeRow::encode_new(notice)?;
-        if let Err(e) = bind_notice(sqlx::query(sql::INSERT_NOTICE), &row)
-            .execute(&mut *conn)
-            .await
-        {
-            return Err(if is_unique_violation(&e) {
-                StoreError::Duplicate(format!("notification {} already exists", notice.id))
-            } else {
-                backend("writing to the notification outbox", e)
-            });
+    let Some(first) = notices.first() else {
+        return Ok(());
+    };
+    let row = BatchRow::encode(notices)?;
+    let inserted = sqlx::query(sql::INSERT_NOTICE_BATCH)
+        .bind(row.id.as_str())
+        .bind(row.request_id.as_str())
+        .bind(row.notices.as_str())
+        .bind(row.created_at)
+        .execute(&mut *conn)
+        .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Duplicate(format!(
+            "notification {} already exists",
+            first.id
+        ))),
+        Err(e) => Err(backend("writing to the notification outbox", e)),
+    }
+}
+
+/// Moves waiting batches into `notifications` (a row per notification, an id already there
+/// kept as it is), oldest first, skipping batches another worker is moving.
+async fn fan_out(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let taken = sqlx::query(sql::TAKE_BATCHES)
+        .bind(sql::MAX_BATCHES)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| backend("fanning out notifications", e))?;
+    let mut batches = Vec::with_capacity(taken.len());
+    for row in &taken {
+        let id: String = row
+            .try_get("id")
+            .map_err(|e| backend("fanning out notifications", e))?;
+        let notices: String = row
+            .try_get("notices")
+            .map_err(|e| backend("fanning out notifications", e))?;
+        batches.push((id, notices));
+    }
+    batches.sort();
+    for (id, notices) in &batches {
+        let rows: Result<Vec<NoticeRow>, StoreError> = BatchRow::decode(id, notices)
+            .and_then(|notices| notices.iter().map(NoticeRow::encode_new).collect());
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, batch = %id, "notifications dropped");
+                continue;
+            }
+        };
+        if rows.is_empty() {
+            continue;
         }
+        let text = sql::insert_notices_ignoring_duplicates(rows.len());
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        for n in &rows {
+            q = bind_notice(q, n);
+        }
+        q.execute(&mut *conn)
+            .await
+            .map_err(|e| backend("fanning out notifications", e))?;
     }
     Ok(())
 }
@@ -94,6 +144,7 @@ impl NoticeStore for PostgresStore {
     ) -> Result<Vec<QueuedNotice>, StoreError> {
         let until = lease_end(now, lease)?;
         let mut tx = self.begin_write().await?;
+        fan_out(&mut tx).await?;
         let rows = sqlx::query(sql::DUE_NOTICES_SKIP_LOCKED)
             .bind(now.timestamp_millis())
             .bind(sql::page_size(limit, sql::MAX_NOTICE_PAGE))
@@ -102,6 +153,11 @@ impl NoticeStore for PostgresStore {
             .map_err(|e| backend("claiming notifications", e))?;
         let mut claimed = read_notices(&rows)?;
         if claimed.is_empty() {
+            // Committed, not dropped: what was fanned out stays so, and the batches' row
+            // locks go now rather than when the pool next uses this connection.
+            tx.commit()
+                .await
+                .map_err(|e| backend("committing a claim", e))?;
             return Ok(claimed);
         }
         let mut q: QueryBuilder<Postgres> =
@@ -158,22 +214,36 @@ impl NoticeStore for PostgresStore {
         let (state, next, error) = notice_columns(outcome);
         let at = now.timestamp_millis();
         let mut tx = self.begin_write().await?;
-        let changed = sqlx::query(sql::RECORD_NOTICE)
-            .bind(state)
-            .bind(next)
-            .bind(error)
-            .bind(at)
-            .bind(notice.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| backend("recording a notification attempt", e))?
-            .rows_affected();
+        let mut changed = 0;
+        for round in 0..2 {
+            if round == 1 {
+                // Recorded before any claim moved it out of its batch.
+                fan_out(&mut tx).await?;
+            }
+            changed = sqlx::query(sql::RECORD_NOTICE)
+                .bind(state)
+                .bind(next)
+                .bind(error)
+                .bind(at)
+                .bind(notice.id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend("recording a notification attempt", e))?
+                .rows_affected();
+            if changed > 0 {
+                break;
+            }
+        }
         if changed == 0 {
             let exists: i64 = sqlx::query_scalar(sql::NOTICE_EXISTS)
                 .bind(notice.id.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| backend("reading a notification", e))?;
+            // Committed either way: what was fanned out stays so, and its locks go now.
+            tx.commit()
+                .await
+                .map_err(|e| backend("committing a notification attempt", e))?;
             if exists == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -223,6 +293,12 @@ impl NoticeStore for PostgresStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<QueuedNotice>, StoreError> {
+        // What waits in batches is listed too.
+        let mut tx = self.begin_write().await?;
+        fan_out(&mut tx).await?;
+        tx.commit()
+            .await
+            .map_err(|e| backend("fanning out notifications", e))?;
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT ");
         q.push(sql::NOTICE_COLUMNS)
             .push(" FROM notifications WHERE 1 = 1");

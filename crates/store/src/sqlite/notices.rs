@@ -12,7 +12,7 @@ use rusqlite::{Row, params, params_from_iter};
 
 use super::SqliteStore;
 use super::writer::Batch;
-use crate::codec::{NoticeRow, decode_person, encode_person, lease_end, notice_columns};
+use crate::codec::{BatchRow, NoticeRow, decode_person, encode_person, lease_end, notice_columns};
 use crate::error::{sqlite_backend, sqlite_unique_violation};
 use crate::sql::{self, superseded};
 
@@ -36,28 +36,61 @@ fn notice_row(row: &Row<'_>) -> rusqlite::Result<NoticeRow> {
     })
 }
 
-/// Writes `notices` as pending notifications, in one statement (a change announces itself
-/// to every channel at once; one statement instead of one per channel is what the approval
-/// path pays for them).
+/// Writes a change's notifications as one waiting batch (one row, however many channels
+/// hear): the worker fans it out before it claims anything ([`fan_out`]).
 pub(super) fn insert_notices(
     batch: &Batch<'_>,
     notices: &[NoticeMessage],
 ) -> Result<(), StoreError> {
-    if notices.is_empty() {
+    let Some(first) = notices.first() else {
+        return Ok(());
+    };
+    let row = BatchRow::encode(notices)?;
+    match batch.execute(
+        sql::INSERT_NOTICE_BATCH,
+        params![row.id, row.request_id, row.notices, row.created_at],
+    ) {
+        Ok(_) => Ok(()),
+        Err(e) if sqlite_unique_violation(&e) => Err(StoreError::Duplicate(format!(
+            "notification {} already exists",
+            first.id
+        ))),
+        Err(e) => Err(sqlite_backend("writing to the notification outbox", e)),
+    }
+}
+
+/// Moves the waiting batches into `notifications`, oldest first, a row per notification (an
+/// id already there is kept as it is).
+fn fan_out(batch: &Batch<'_>) -> Result<(), StoreError> {
+    let waiting = batch
+        .query_rows(sql::WAITING_BATCHES, [sql::MAX_BATCHES], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })
+        .map_err(|e| sqlite_backend("reading waiting notifications", e))?;
+    for (id, notices) in &waiting {
+        let rows: Result<Vec<NoticeRow>, StoreError> = BatchRow::decode(id, notices)
+            .and_then(|notices| notices.iter().map(NoticeRow::encode_new).collect());
+        match rows {
+            Ok(rows) => insert_rows(batch, &rows)?,
+            // Unreadable: dropped, with the reason, rather than holding its request's
+            // notifications back for ever.
+            Err(error) => tracing::error!(%error, batch = %id, "notifications dropped"),
+        }
+        batch
+            .execute("DELETE FROM notice_batches WHERE id = ?", [id])
+            .map_err(|e| sqlite_backend("fanning out notifications", e))?;
+    }
+    Ok(())
+}
+
+/// Inserts notification rows in one statement; an id already stored is left alone.
+fn insert_rows(batch: &Batch<'_>, rows: &[NoticeRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
         return Ok(());
     }
-    let rows = notices
-        .iter()
-        .map(NoticeRow::encode_new)
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut text = format!(
-        "INSERT INTO notifications ({}) VALUES ",
-        sql::NOTICE_COLUMNS
-    );
+    let text = sql::insert_notices_ignoring_duplicates(rows.len());
     let mut values: Vec<&dyn ToSql> = Vec::with_capacity(rows.len() * 14);
-    for (i, n) in rows.iter().enumerate() {
-        text.push_str(if i == 0 { "" } else { ", " });
-        text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for n in rows {
         values.extend([
             &n.id as &dyn ToSql,
             &n.request_id,
@@ -75,14 +108,10 @@ pub(super) fn insert_notices(
             &n.updated_at,
         ]);
     }
-    match batch.execute(&text, values.as_slice()) {
-        Ok(_) => Ok(()),
-        Err(e) if sqlite_unique_violation(&e) => Err(StoreError::Duplicate(format!(
-            "a notification of {} already exists",
-            notices[0].request_id
-        ))),
-        Err(e) => Err(sqlite_backend("writing to the notification outbox", e)),
-    }
+    batch
+        .execute(&text, values.as_slice())
+        .map_err(|e| sqlite_backend("fanning out notifications", e))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -97,6 +126,7 @@ impl NoticeStore for SqliteStore {
         let until = lease_end(now, lease)?;
         self.writer
             .write(move |batch| {
+                fan_out(batch)?;
                 let rows = batch
                     .query_rows(
                         sql::DUE_NOTICES,
@@ -182,9 +212,17 @@ impl NoticeStore for SqliteStore {
         let at = now.timestamp_millis();
         self.writer
             .write(move |batch| {
-                let changed = batch
-                    .execute(sql::RECORD_NOTICE, params![state, next, error, at, id])
-                    .map_err(|e| sqlite_backend("recording a notification attempt", e))?;
+                let record = |batch: &Batch<'_>| {
+                    batch
+                        .execute(sql::RECORD_NOTICE, params![state, next, error, at, id])
+                        .map_err(|e| sqlite_backend("recording a notification attempt", e))
+                };
+                let mut changed = record(batch)?;
+                if changed == 0 {
+                    // Recorded before any claim moved it out of its batch.
+                    fan_out(batch)?;
+                    changed = record(batch)?;
+                }
                 if changed == 0 {
                     let exists = batch
                         .integer(sql::NOTICE_EXISTS, [id.as_str()])
@@ -249,6 +287,8 @@ impl NoticeStore for SqliteStore {
         }
         text.push_str(" ORDER BY id DESC LIMIT ?");
         values.push(Value::Integer(sql::page_size(limit, sql::MAX_NOTICE_PAGE)));
+        // What waits in batches is listed too.
+        self.writer.write(|batch| fan_out(batch)).await?;
         self.readers
             .read(move |conn| {
                 conn.prepare_cached(&text)

@@ -436,7 +436,7 @@ async fn many_events_of_one_write_are_chained_across_statements() {
 async fn placeholders_are_numbered_in_order() {
     let store = SqliteStore::connect("sqlite::memory:").await.expect("open");
     store.migrate().await.expect("migrate");
-    let statements = [
+    let shared = [
         sql::INSERT_REQUEST,
         sql::CAS_REQUEST,
         sql::SQLITE_CAS_REQUEST_UNDECIDED,
@@ -474,7 +474,8 @@ async fn placeholders_are_numbered_in_order() {
         sql::DELETE_SESSIONS_OF_SUBJECT_AND_SID,
         sql::PURGE_LOGINS,
         sql::PURGE_SESSIONS,
-        sql::INSERT_NOTICE,
+        sql::INSERT_NOTICE_BATCH,
+        sql::WAITING_BATCHES,
         sql::DUE_NOTICES,
         sql::RECORD_NOTICE,
         sql::NOTICE_EXISTS,
@@ -486,13 +487,15 @@ async fn placeholders_are_numbered_in_order() {
         sql::SEE_PERSON,
         sql::PEOPLE,
     ];
+    let mut statements: Vec<String> = shared.iter().map(|s| (*s).to_owned()).collect();
+    statements.push(sql::insert_notices_ignoring_duplicates(2));
     let misnumbered = store
         .readers
         .read(move |conn| {
             let mut misnumbered = Vec::new();
             for text in statements {
                 let statement = conn
-                    .prepare(text)
+                    .prepare(&text)
                     .map_err(|e| sqlite_backend("preparing", e))?;
                 let count = statement.parameter_count();
                 let names: Vec<_> = (1..=count)

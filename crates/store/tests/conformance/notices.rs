@@ -199,29 +199,32 @@ pub async fn notices_commit_with_their_change(db: Db) {
     assert_eq!((snapshot(&db, &req).await, queued(&db, None).await), before);
     let ((unchanged, _, _), notices_before) = before;
 
-    // A notification id already in the outbox refuses the whole insert, and the whole change.
+    // Notification ids are generated, never repeated: one that comes again anyway (here, a
+    // batch repeating an id already in the outbox) is kept once, as first written, and the
+    // change it came with is stored.
     let other = request(40, "deploy-prod", &person("okta", "alice"));
-    let err = db
-        .store
-        .insert_request(&other, &created(&other), &[], &[first[0].clone()])
-        .await;
-    assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
-    assert_eq!(db.store.get_request(&other.id).await.expect("get"), None);
+    let fresh = notice(41, &other, "slack-sre", NoticeKind::Created);
     db.store
-        .insert_request(&other, &created(&other), &[], &[])
+        .insert_request(
+            &other,
+            &created(&other),
+            &[],
+            &[fresh.clone(), first[0].clone()],
+        )
         .await
-        .expect("insert without notifications");
-    let clash = vote(&other, 1, &person("okta", "bob")).with_notices(vec![
-        notice(41, &other, "slack-sre", NoticeKind::Progress),
-        first[1].clone(),
-    ]);
-    let err = db.store.apply(&clash).await;
-    assert!(matches!(err, Err(StoreError::Duplicate(_))), "{err:?}");
-    let kept = stored(&db, &other.id).await;
-    assert_eq!(kept.version, 1);
-    assert!(kept.decisions.is_empty());
+        .expect("insert");
+    assert!(
+        db.store
+            .get_request(&other.id)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    let now = queued(&db, None).await;
+    assert_eq!(now.len(), notices_before.len() + 1, "{now:?}");
+    assert_eq!(one(&db, &first[0].id).await.message.request_id, req.id);
+    assert_eq!(one(&db, &fresh.id).await.message.request_id, other.id);
     assert_eq!(db.store.get_request(&req.id).await.expect("get"), unchanged);
-    assert_eq!(queued(&db, None).await, notices_before);
     assert_eq!(verify_audit(db.store.as_ref()).await, Ok(4));
 }
 
