@@ -244,11 +244,13 @@ fn opened_stage(evaluation: &Evaluation) -> u32 {
         .unwrap_or(1)
 }
 
-/// The channels that have been told about a request in this standing: the gate's, and those
-/// of every rule whose stage has opened.
+/// The channels that may have been told about a request in this standing: the gate's, its
+/// escalation's, and those of every rule whose stage has opened. (The worker sends an outcome
+/// only to those that did show the request.)
 pub fn announced<'g>(gate: &'g Gate, evaluation: &Evaluation) -> BTreeSet<&'g str> {
     let stage = opened_stage(evaluation);
     let mut out: BTreeSet<&str> = gate.notify.channels.iter().map(String::as_str).collect();
+    out.extend(gate.notify.escalate_to.iter().map(String::as_str));
     for rule in gate.rules.iter().filter(|r| r.stage <= stage) {
         out.extend(rule.notify.iter().map(String::as_str));
     }

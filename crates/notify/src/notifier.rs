@@ -32,6 +32,13 @@ pub const NOTICE_BATCH: u32 = 64;
 /// notification back in the queue for then, without counting an attempt.
 const MAX_PACING_WAIT: Duration = Duration::from_secs(2);
 
+/// The most calls one send makes, each within the timeout: what a claim's lease allows for.
+const SEND_CALLS: u32 = 4;
+
+/// The most "eligible" people one mail goes to (in `Bcc`); beyond it the mail goes to the
+/// first ones by address, and the log says so.
+const MAX_ELIGIBLE: usize = 100;
+
 /// How far back the directory is read for "eligible" recipients.
 const DIRECTORY_WINDOW: chrono::Duration = chrono::Duration::days(90);
 
@@ -176,9 +183,12 @@ impl Notifier {
     }
 
     fn lease(&self) -> chrono::Duration {
+        // A send may make several calls, each bounded by the timeout (a Slack edit and its
+        // thread reply; SMTP's commands).
         let lease = self
             .policy
             .timeout
+            .saturating_mul(SEND_CALLS)
             .saturating_add(MAX_PACING_WAIT)
             .saturating_add(crate::deliver::LEASE_MARGIN);
         chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::hours(1))
@@ -277,6 +287,14 @@ impl Notifier {
             NoticeKind::Created | NoticeKind::Progress | NoticeKind::Decided => {}
         }
         let thread = self.notices.notice_thread(message).await?;
+        // An outcome goes only where the request was shown (an escalation channel that was
+        // never escalated to, a stage that never opened, an auto-approved request's rules).
+        if message.kind == NoticeKind::Decided && !message.to_requester && thread.shown_version == 0
+        {
+            return Ok(Plan::Skip(
+                "this channel was never told of the request".into(),
+            ));
+        }
         if !matches!(
             message.kind,
             NoticeKind::Reminder { .. } | NoticeKind::Escalated { .. }
@@ -290,8 +308,15 @@ impl Notifier {
         let recipients = self
             .recipients(message, spec, gate, &request, &evaluation, now)
             .await?;
-        let notice =
-            crate::compose::notice(&message.kind, gate, &request, &evaluation, &self.public_url);
+        // A message that waited until the request was decided says so from its headline on:
+        // it is the outcome, and the outcome message it supersedes is skipped.
+        let kind = match &message.kind {
+            NoticeKind::Created | NoticeKind::Progress if request.state != State::Pending => {
+                NoticeKind::Decided
+            }
+            other => other.clone(),
+        };
+        let notice = crate::compose::notice(&kind, gate, &request, &evaluation, &self.public_url);
         Ok(Plan::Send(Box::new(Prepared {
             spec: spec.clone(),
             notice,
@@ -351,6 +376,14 @@ impl Notifier {
             .collect();
         out.sort();
         out.dedup();
+        if out.len() > MAX_ELIGIBLE {
+            tracing::warn!(
+                eligible = out.len(),
+                sent_to = MAX_ELIGIBLE,
+                "more people could approve than one mail goes to; add a list address to the channel's to"
+            );
+            out.truncate(MAX_ELIGIBLE);
+        }
         Ok(out)
     }
 

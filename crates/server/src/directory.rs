@@ -37,6 +37,11 @@ impl Directory {
     /// Notes that `principal` was verified at `now`; writes them when they are new, their
     /// claims changed, or the last write is an hour old.
     pub(crate) fn seen(&self, principal: &Arc<Principal>, now: Timestamp) {
+        // Only people approve: workload tokens (which a CI provider mints for any run) are
+        // not recorded.
+        if principal.kind() != countersign_core::PrincipalKind::Human {
+            return;
+        }
         {
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((last, at)) = written.get_mut(principal.identity())

@@ -558,9 +558,11 @@ fn a_stage_opening_announces_to_its_channels_and_the_outcome_goes_everywhere() {
             s("all-teams", "decided"),
             s("board-mail", "decided"),
             ("board-mail".to_owned(), "decided", true, 0),
+            s("oncall", "decided"),
             s("sre-slack", "decided"),
         ],
-        "the outcome goes wherever the request was announced, and to the requester"
+        "the outcome goes wherever the request may have been announced (the worker sends it \
+         only where it was), and to the requester"
     );
 }
 

@@ -407,12 +407,25 @@ fn build_mailer(spec: &EmailSpec, timeout: Duration) -> Result<Mailer, SendError
     Ok(builder.build())
 }
 
-/// The recipients: the channel's fixed `to` and, with `to_eligible`, the eligible people's
-/// addresses; only `recipients` for the requester's mail. Duplicates (ignoring case) once.
-fn recipients(spec: &EmailSpec, out: &Outgoing<'_>) -> Result<Vec<Mailbox>, SendError> {
+/// The recipients, each with whether it goes in `To` (the channel's fixed addresses, and the
+/// requester for their own mail) or in `Bcc` (the eligible people: nobody sees who else could
+/// approve); only `recipients` for the requester's mail. Duplicates (ignoring case) once.
+fn recipients(spec: &EmailSpec, out: &Outgoing<'_>) -> Result<Vec<(Mailbox, bool)>, SendError> {
     let mut wanted: Vec<(&str, bool)> = Vec::new();
     if out.to_requester {
         wanted.extend(out.recipients.iter().map(|r| (r.as_str(), false)));
+        let mut only = Vec::new();
+        for raw in out.recipients {
+            if let Ok(mailbox) = raw.trim().parse::<Mailbox>() {
+                only.push((mailbox, true));
+            }
+        }
+        if only.is_empty() {
+            return Err(SendError::Permanent(
+                "no recipients: the requester has no usable e-mail address".into(),
+            ));
+        }
+        return Ok(only);
     } else {
         wanted.extend(spec.to.iter().map(|r| (r.as_str(), true)));
         if spec.to_eligible {
@@ -425,7 +438,7 @@ fn recipients(spec: &EmailSpec, out: &Outgoing<'_>) -> Result<Vec<Mailbox>, Send
         match raw.trim().parse::<Mailbox>() {
             Ok(mailbox) => {
                 if seen.insert(mailbox.email.to_string().to_ascii_lowercase()) {
-                    mailboxes.push(mailbox);
+                    mailboxes.push((mailbox, fixed));
                 }
             }
             // A configured address is the configuration's to fix; a person's odd address
@@ -489,8 +502,12 @@ pub(crate) async fn send(
         .message_id(Some(id))
         .header(AutoSubmitted)
         .header(AutoResponseSuppress);
-    for mailbox in to {
-        builder = builder.to(mailbox);
+    for (mailbox, visible) in to {
+        builder = if visible {
+            builder.to(mailbox)
+        } else {
+            builder.bcc(mailbox)
+        };
     }
     if !is_root {
         builder = builder

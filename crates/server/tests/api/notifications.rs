@@ -246,6 +246,13 @@ async fn a_request_is_followed_in_slack_teams_and_mail(backend: Backend) {
     let mails = w.smtp.messages();
     assert_eq!(mails.len(), 1, "{}", w.smtp.output());
     let mail = &mails[0];
+    // The eligible people are not shown to each other: only the list is in `To`.
+    let to_header = mail_header(mail, "To").unwrap();
+    assert!(to_header.contains("sre-list@example.com"), "{to_header}");
+    assert!(
+        !to_header.contains("bob@") && mail_header(mail, "Bcc").is_none(),
+        "{to_header}"
+    );
     let mut to: Vec<&str> = mail["rcpt_tos"]
         .as_array()
         .unwrap()
@@ -413,6 +420,16 @@ async fn reminders_and_escalation_follow_the_clock(backend: Backend) {
         late >= 2,
         "reminders after the decision or expiry are skipped"
     );
+    // The escalation channel hears the outcome of the request it was told of, and nothing
+    // of the one it never saw.
+    let hook_calls = w.slack_calls(hook);
+    assert_eq!(hook_calls.len(), 2, "{hook_calls:?}");
+    assert!(hook_calls[1].raw.contains(quiet["id"].as_str().unwrap()));
+    assert!(notices.iter().any(|n| {
+        n.message.channel == "oncall"
+            && n.message.request_id.to_string() == acted["id"].as_str().unwrap()
+            && n.last_error.as_deref() == Some("this channel was never told of the request")
+    }));
 }
 
 async fn a_decision_made_while_queued_sends_the_final_state(backend: Backend) {
@@ -441,6 +458,11 @@ async fn a_decision_made_while_queued_sends_the_final_state(backend: Backend) {
         posts[0].raw.to_lowercase().contains("approved"),
         "{}",
         posts[0].raw
+    );
+    let header = posts[0].body["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(
+        !header.contains("needed"),
+        "the headline is the outcome: {header}"
     );
     assert!(w.slack_calls("/api/chat.update").is_empty());
     let superseded = w
@@ -619,4 +641,27 @@ notify = ["outbox-viewer"]
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
+}
+
+/// The directory records the people who call, not workloads (a CI provider mints a token for
+/// any run; only people approve).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_records_people_not_workloads() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let (alice, ci) = tokio::join!(app.token("alice"), app.token("ci"));
+    assert_eq!(app.get("/api/v1/gates", &ci).await.status, StatusCode::OK);
+    seen(&app, &[&alice]).await;
+    let people = app
+        .state
+        .notices
+        .people(app.engine.now() - chrono::Duration::days(1), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<_> = people.iter().map(|p| p.principal.kind()).collect();
+    assert_eq!(
+        kinds,
+        vec![countersign_core::PrincipalKind::Human],
+        "{people:?}"
+    );
+    assert_eq!(people[0].principal.identity().subject, "alice");
 }
