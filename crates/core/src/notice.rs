@@ -53,12 +53,6 @@ impl NoticeKind {
             NoticeKind::Escalated { .. } => "escalated",
         }
     }
-
-    /// Whether the message reports a change of the request (and so is superseded by a later
-    /// message that showed a newer version on the same channel).
-    pub fn reports_change(&self) -> bool {
-        matches!(self, NoticeKind::Progress | NoticeKind::Decided)
-    }
 }
 
 /// Where the gates' notifications route: what the engine needs to know about them.

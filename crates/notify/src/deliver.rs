@@ -308,7 +308,7 @@ impl Deliverer {
 }
 
 /// `now + wait` in the store's millisecond precision, saturating instead of overflowing.
-fn later(now: Timestamp, wait: Duration) -> Timestamp {
+pub(crate) fn later(now: Timestamp, wait: Duration) -> Timestamp {
     let next = chrono::Duration::from_std(wait)
         .ok()
         .and_then(|wait| now.checked_add_signed(wait))

@@ -22,6 +22,7 @@ use countersign_core::{Gate, GateSet, Request, State, Store, Timestamp};
 use tracing::Instrument as _;
 
 use crate::channels::{Outgoing, Sender};
+use crate::deliver::later;
 use crate::notice::{SendError, ThreadRef};
 use crate::retry::{RetryPolicy, backoff};
 
@@ -127,11 +128,6 @@ impl Notifier {
     /// The sender (the dev sandbox reads its previews).
     pub fn sender(&self) -> Option<&Sender> {
         self.sender.as_ref().ok()
-    }
-
-    /// The configured channels.
-    pub fn channels(&self) -> &Channels {
-        &self.channels
     }
 
     /// One pass: claims up to [`NOTICE_BATCH`] due notifications, sends them concurrently
@@ -488,13 +484,4 @@ fn parse_thread(thread: &NoticeThread) -> Option<ThreadRef> {
 /// The state a person would see: an expired pending request is expired.
 fn shown_state(request: &Request, now: Timestamp) -> &'static str {
     policy::effective_state(request, now).as_str()
-}
-
-/// `now + wait` in the store's millisecond precision.
-fn later(now: Timestamp, wait: Duration) -> Timestamp {
-    let next = chrono::Duration::from_std(wait)
-        .ok()
-        .and_then(|wait| now.checked_add_signed(wait))
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-    countersign_core::time::truncate(next)
 }

@@ -9,25 +9,7 @@ use countersign_core::grant::DeliveryState;
 use serde_json::json;
 
 use super::extract::Query;
-use super::{ApiError, AppState, Caller, views};
-
-async fn operator(
-    state: &AppState,
-    who: &countersign_core::Principal,
-    attempted: &str,
-) -> Result<(), ApiError> {
-    if state.engine.is_audit_reader(who) {
-        return Ok(());
-    }
-    state
-        .engine
-        .record_denial(who, attempted, "not_allowed")
-        .await?;
-    Err(ApiError::from(countersign_core::EngineError::Forbidden {
-        code: "not_allowed",
-        message: "webhook deliveries are for operators (the audit reader role)".into(),
-    }))
-}
+use super::{ApiError, AppState, Caller, operator, views};
 
 /// List webhook deliveries
 ///
@@ -50,7 +32,7 @@ pub(super) async fn list(
     Caller(who): Caller,
     Query(p): Query<ListDeliveriesQuery>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
-    operator(&state, &who, "webhooks.list").await?;
+    operator(&state, &who, "webhooks.list", "webhook deliveries").await?;
     let filter = p
         .state
         .as_deref()
@@ -99,7 +81,7 @@ pub(super) async fn retry(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryRetry>, ApiError> {
-    operator(&state, &who, "webhooks.retry").await?;
+    operator(&state, &who, "webhooks.retry", "webhook deliveries").await?;
     let now = state.engine.now();
     let done = state
         .outbox

@@ -145,3 +145,24 @@ async fn openapi() -> impl IntoResponse {
         openapi_document(),
     )
 }
+
+/// Lets `who` through when they are an operator (the audit reader role); otherwise records the
+/// refused `attempted` action and answers 403 saying that `what` is for operators.
+pub(super) async fn operator(
+    state: &AppState,
+    who: &countersign_core::Principal,
+    attempted: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    if state.engine.is_audit_reader(who) {
+        return Ok(());
+    }
+    state
+        .engine
+        .record_denial(who, attempted, "not_allowed")
+        .await?;
+    Err(ApiError::from(countersign_core::EngineError::Forbidden {
+        code: "not_allowed",
+        message: format!("{what} are for operators (the audit reader role)"),
+    }))
+}

@@ -13,25 +13,7 @@ use countersign_core::time::rfc3339;
 use serde_json::json;
 
 use super::extract::Query;
-use super::{ApiError, AppState, Caller};
-
-async fn operator(
-    state: &AppState,
-    who: &countersign_core::Principal,
-    attempted: &str,
-) -> Result<(), ApiError> {
-    if state.engine.is_audit_reader(who) {
-        return Ok(());
-    }
-    state
-        .engine
-        .record_denial(who, attempted, "not_allowed")
-        .await?;
-    Err(ApiError::from(countersign_core::EngineError::Forbidden {
-        code: "not_allowed",
-        message: "notifications are for operators (the audit reader role)".into(),
-    }))
-}
+use super::{ApiError, AppState, Caller, operator};
 
 fn wire_state(s: NoticeState) -> Wire {
     match s {
@@ -80,7 +62,7 @@ pub(super) async fn list(
     Caller(who): Caller,
     Query(p): Query<ListNotificationsQuery>,
 ) -> Result<Json<NotificationPage>, ApiError> {
-    operator(&state, &who, "notifications.list").await?;
+    operator(&state, &who, "notifications.list", "notifications").await?;
     let filter = p
         .state
         .as_deref()
@@ -130,7 +112,7 @@ pub(super) async fn retry(
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<NotificationRetry>, ApiError> {
-    operator(&state, &who, "notifications.retry").await?;
+    operator(&state, &who, "notifications.retry", "notifications").await?;
     let now = state.engine.now();
     let done = state
         .notices
